@@ -1,0 +1,1 @@
+//! AWS topology for wrt (see issue: `wrt infra`).

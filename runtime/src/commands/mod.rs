@@ -1,0 +1,93 @@
+//! One file per subcommand, each a `clap::Args` with a `run` method.
+
+mod run;
+mod sample;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use wrt::transform::sandbox::{Limits, Sandbox, TransformConfig, WasmTransform};
+
+/// wrt: run WebAssembly transforms over Debezium change events and land them in a data lake.
+#[derive(Debug, clap::Parser)]
+#[command(version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    Run(run::Run),
+    Test(test::Test),
+    Sample(sample::Sample),
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Run(cmd) => cmd.run(),
+            Command::Test(cmd) => cmd.run(),
+            Command::Sample(cmd) => cmd.run(),
+        }
+    }
+}
+
+/// How to load and sandbox a transform component.
+#[derive(Debug, Clone, clap::Args)]
+struct TransformArgs {
+    /// The transform: a WebAssembly component built against sdk/wit/.
+    transform: PathBuf,
+
+    /// Most linear memory one instance may use, in MiB.
+    #[arg(long, default_value_t = 128, value_name = "MIB")]
+    memory_mb: usize,
+
+    /// Longest one transform call may run, in milliseconds.
+    #[arg(long, default_value_t = 5_000, value_name = "MS")]
+    timeout_ms: u64,
+
+    /// Where compiled components are cached.
+    #[arg(long, env = "WRT_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+impl TransformArgs {
+    fn load(&self, config: &[(String, String)]) -> anyhow::Result<WasmTransform> {
+        let wasm = std::fs::read(&self.transform).with_context(|| {
+            format!(
+                "reading the transform {}; build a guest with \
+                 `cargo build --release --target wasm32-wasip2` (see guest-examples/)",
+                self.transform.display()
+            )
+        })?;
+        let cache_dir = self.cache_dir.clone().or_else(default_cache_dir);
+        let sandbox = Sandbox::new(cache_dir)?;
+        let limits = Limits {
+            memory: self.memory_mb << 20,
+            call_timeout: Duration::from_millis(self.timeout_ms),
+        };
+        let config: TransformConfig = config.iter().cloned().collect();
+        sandbox
+            .load(&wasm, config, limits)
+            .with_context(|| format!("loading {}", self.transform.display()))
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let home = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(home.join("wrt").join("components"))
+}
+
+/// Parses `key=value` for transform configuration flags.
+fn key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {raw:?}")),
+    }
+}

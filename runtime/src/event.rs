@@ -1,0 +1,137 @@
+//! The change-event model. The types are generated from `sdk/wit/` so host and guest share one
+//! definition; this module adds what the host needs on top (JSON rendering, constructors).
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "transformer",
+        additional_derives: [PartialEq],
+    });
+}
+
+pub use bindings::wrt::transform::types::{
+    ChangeEvent, Column, Operation, Outcome, OutputRecord, Row, Source, Timestamp, TransformError,
+    Value,
+};
+
+impl Operation {
+    /// Debezium's one-letter code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Operation::Create => "c",
+            Operation::Update => "u",
+            Operation::Delete => "d",
+            Operation::Read => "r",
+            Operation::Truncate => "t",
+        }
+    }
+}
+
+impl Timestamp {
+    pub const EPOCH: Timestamp = Timestamp {
+        seconds: 0,
+        nanos: 0,
+    };
+
+    /// RFC 3339 in UTC with `Z` and 0, 3, 6 or 9 fraction digits as needed: the same text the
+    /// Rust SDK's `Timestamp::to_rfc3339` gives, so host- and guest-rendered times agree.
+    pub fn to_rfc3339(self) -> String {
+        match self.to_datetime() {
+            Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            None => format!("{}s+{}ns", self.seconds, self.nanos),
+        }
+    }
+
+    pub fn to_datetime(self) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::DateTime::from_timestamp(self.seconds, self.nanos)
+    }
+}
+
+/// A value as JSON for the data lake: decimals as exact strings, bytes as base64, dates and
+/// times as ISO-8601 text, JSON documents inline.
+pub fn value_to_json(value: &Value) -> serde_json::Value {
+    use base64::Engine as _;
+    use serde_json::Value as J;
+    match value {
+        Value::Null => J::Null,
+        Value::Boolean(b) => J::Bool(*b),
+        Value::Int(i) => J::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or_else(|| J::String(f.to_string()), J::Number),
+        Value::Decimal(d) | Value::Text(d) => J::String(d.clone()),
+        Value::Bytes(b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        // A document that does not parse is kept as text rather than lost.
+        Value::Json(doc) => serde_json::from_str(doc).unwrap_or_else(|_| J::String(doc.clone())),
+        Value::Date(days) => J::String(
+            chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+                .and_then(|epoch| epoch.checked_add_signed(chrono::TimeDelta::days((*days).into())))
+                .map_or_else(|| format!("{days}d"), |d| d.to_string()),
+        ),
+        Value::Time(nanos) => J::String(time_of_day(*nanos)),
+        Value::Timestamp(ts) => J::String(ts.to_rfc3339()),
+    }
+}
+
+/// `[-]HH:MM:SS[.fraction]`; MySQL TIME spans -838:59:59 to 838:59:59, so hours may exceed 24.
+fn time_of_day(nanos: i64) -> String {
+    let sign = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    let secs = n / 1_000_000_000;
+    let frac = (n % 1_000_000_000) as u32;
+    let fraction = match frac {
+        0 => String::new(),
+        f if f % 1_000_000 == 0 => format!(".{:03}", f / 1_000_000),
+        f if f % 1_000 == 0 => format!(".{:06}", f / 1_000),
+        f => format!(".{f:09}"),
+    };
+    format!("{sign}{:02}:{:02}:{:02}{fraction}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// A row as a JSON object, columns in row order.
+pub fn row_to_json(row: &Row) -> serde_json::Map<String, serde_json::Value> {
+    row.iter()
+        .map(|c| (c.name.clone(), value_to_json(&c.value)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_render_as_lake_json() {
+        let ts = Timestamp {
+            seconds: 1_714_521_600,
+            nanos: 250_000_000,
+        };
+        let cases = [
+            (Value::Null, json!(null)),
+            (Value::Boolean(true), json!(true)),
+            (Value::Int(-7), json!(-7)),
+            (Value::Float(1.5), json!(1.5)),
+            (Value::Float(f64::NAN), json!("NaN")),
+            (Value::Decimal("-0.10".into()), json!("-0.10")),
+            (Value::Bytes(vec![0, 255]), json!("AP8=")),
+            (Value::Json(r#"{"a":[1]}"#.into()), json!({"a": [1]})),
+            (Value::Json("{oops".into()), json!("{oops")),
+            (Value::Date(19_844), json!("2024-05-01")),
+            (Value::Date(-1), json!("1969-12-31")),
+            (Value::Time(3_723_000_000_000), json!("01:02:03")),
+            (Value::Time(-(838 * 3600 + 59 * 60 + 59) * 1_000_000_000), json!("-838:59:59")),
+            (Value::Time(1_500_000), json!("00:00:00.001500")),
+            (Value::Timestamp(ts), json!("2024-05-01T00:00:00.250Z")),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(value_to_json(&value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn timestamps_match_the_sdk_rendering() {
+        let render = |seconds, nanos| Timestamp { seconds, nanos }.to_rfc3339();
+        assert_eq!(render(0, 0), "1970-01-01T00:00:00Z");
+        assert_eq!(render(-1, 5), "1969-12-31T23:59:59.000000005Z");
+        assert_eq!(render(253_402_300_799, 0), "9999-12-31T23:59:59Z");
+        assert_eq!(render(1_714_521_600, 250_000), "2024-05-01T00:00:00.000250Z");
+    }
+}

@@ -1,0 +1,285 @@
+//! The data path, top to bottom:
+//!
+//! 1. **source** ([`crate::source`]): poll a batch of Kafka records;
+//! 2. **decode** ([`crate::decode`]): Debezium envelope → typed change event, or a dead letter;
+//! 3. **transform** ([`crate::transform`]): one guest call for the whole batch;
+//! 4. **batch** ([`crate::batch`]): route outputs into per-partition windows;
+//! 5. **encode** ([`crate::encode`]): a closed window → gzipped JSON Lines objects;
+//! 6. **sink** ([`crate::sink`]): each object durable;
+//! 7. **ack**: only then commit the window's offsets.
+
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use crate::batch::{Batcher, PartitionTemplate, Rotation, Window};
+use crate::decode::{self, Decoded, KafkaRecord, SchemaChange};
+use crate::encode::Reason;
+use crate::event::{Column, OutputRecord, Timestamp, Value};
+use crate::sink::{Sink, SinkError};
+use crate::source::{Source, SourceError};
+use crate::transform::Transform;
+
+/// Where schema-change events land, as rows, beside the tables.
+pub const SCHEMA_CHANGES: &str = "_schema_changes";
+
+/// How the pipeline batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Records per poll, and so events per transform call.
+    pub batch_size: usize,
+    pub rotation: Rotation,
+    pub template: PartitionTemplate,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            batch_size: 256,
+            rotation: Rotation::default(),
+            template: PartitionTemplate::default(),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Kafka records read.
+    pub records_in: u64,
+    /// Row changes handed to the transform.
+    pub change_events: u64,
+    /// Rows written to destinations.
+    pub records_out: u64,
+    /// Records written to the dead-letter prefix.
+    pub dead_letters: u64,
+    /// Kafka tombstones (they follow deletes; the delete event carried the row).
+    pub tombstones: u64,
+    /// Connector heartbeats (they only move offsets).
+    pub heartbeats: u64,
+    /// DDL events, written to `_schema_changes`.
+    pub schema_changes: u64,
+    /// Transform calls that failed as a whole (trap, timeout, memory cap).
+    pub failed_calls: u64,
+    pub objects: u64,
+    pub bytes_written: u64,
+    #[serde(serialize_with = "seconds")]
+    pub elapsed: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Summary {
+    /// Source records per second.
+    pub fn throughput(&self) -> f64 {
+        self.records_in as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("source: {0}")]
+    Source(#[from] SourceError),
+    #[error("sink: {0}")]
+    Sink(#[from] SinkError),
+    #[error("encoding an object: {0}")]
+    Encode(#[from] std::io::Error),
+}
+
+/// What the decode and transform stages made of one source record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Emit {
+    /// A row for the lake, and the commit time that places it in the partition path.
+    Output(OutputRecord, Timestamp),
+    /// A DDL event, as a row for [`SCHEMA_CHANGES`].
+    SchemaChange(OutputRecord, Timestamp),
+    DeadLetter(Reason),
+    Tombstone,
+    Heartbeat,
+}
+
+/// Runs the pipeline until the source ends.
+pub async fn run<S: Source, K: Sink>(
+    source: &mut S,
+    transform: &mut dyn Transform,
+    sink: &K,
+    options: &Options,
+    progress: &ProgressBar,
+) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
+    let mut batcher = Batcher::new(
+        options.rotation,
+        options.template.clone(),
+        transform.digest(),
+    );
+    let mut summary = Summary::default();
+
+    while let Some(records) = source.poll(options.batch_size).await? {
+        // Decode and transform: CPU-bound and this task's only work, so it runs inline.
+        let transformed = transform_records(&records, transform);
+        summary.change_events += transformed.change_events;
+        summary.failed_calls += u64::from(transformed.failed_call);
+
+        // Batch, in offset order, so windows close at the same records on every replay.
+        let mut closed = Vec::new();
+        for (record, emits) in records.iter().zip(transformed.emitted) {
+            summary.records_in += 1;
+            for emit in emits {
+                match emit {
+                    Emit::Output(output, time) => {
+                        summary.records_out += 1;
+                        batcher.add_output(record, &output, time);
+                    }
+                    Emit::SchemaChange(output, time) => {
+                        summary.schema_changes += 1;
+                        batcher.add_output(record, &output, time);
+                    }
+                    Emit::DeadLetter(reason) => {
+                        summary.dead_letters += 1;
+                        batcher.add_dead_letter(record, &reason);
+                    }
+                    Emit::Tombstone => summary.tombstones += 1,
+                    Emit::Heartbeat => summary.heartbeats += 1,
+                }
+            }
+            closed.extend(batcher.consumed(record));
+        }
+
+        // Encode, write, and commit what is durable.
+        for window in closed {
+            write_window(&batcher, window, sink, source, &mut summary).await?;
+        }
+        progress.inc(records.len() as u64);
+    }
+
+    for window in batcher.close_all() {
+        write_window(&batcher, window, sink, source, &mut summary).await?;
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Encodes a closed window, makes every object durable, then commits the offset after it.
+async fn write_window<S: Source, K: Sink>(
+    batcher: &Batcher,
+    window: Window,
+    sink: &K,
+    source: &mut S,
+    summary: &mut Summary,
+) -> Result<(), PipelineError> {
+    let (partition, next_offset) = (window.source.clone(), window.next_offset);
+    for object in batcher.objects(window)? {
+        sink.put(&object).await?;
+        summary.objects += 1;
+        summary.bytes_written += object.body.len() as u64;
+    }
+    source.commit(&partition, next_offset).await?;
+    Ok(())
+}
+
+/// What [`transform_records`] made of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transformed {
+    /// Per source record, in order.
+    pub emitted: Vec<Vec<Emit>>,
+    /// How many records were row changes (and went to the transform).
+    pub change_events: u64,
+    /// Whether the transform call failed as a whole.
+    pub failed_call: bool,
+}
+
+/// Decodes `records` and runs the change events through `transform` in one call.
+/// `wrt test` prints what each record became; `run` batches it.
+pub fn transform_records(records: &[KafkaRecord], transform: &mut dyn Transform) -> Transformed {
+    let mut emitted: Vec<Vec<Emit>> = Vec::with_capacity(records.len());
+    let mut events = Vec::with_capacity(records.len());
+    let mut event_slots = Vec::with_capacity(records.len());
+    for record in records {
+        let emit = match decode::decode(record) {
+            Ok(Decoded::Change(event)) => {
+                event_slots.push(emitted.len());
+                events.push(event);
+                Vec::new()
+            }
+            Ok(Decoded::Tombstone) => vec![Emit::Tombstone],
+            Ok(Decoded::Heartbeat) => vec![Emit::Heartbeat],
+            Ok(Decoded::SchemaChange(change)) => {
+                let time = change.commit_time;
+                vec![Emit::SchemaChange(schema_change_record(change), time)]
+            }
+            Err(e) => vec![Emit::DeadLetter(Reason {
+                stage: "decode",
+                kind: "malformed".into(),
+                message: e.to_string(),
+            })],
+        };
+        emitted.push(emit);
+    }
+    let mut transformed = Transformed {
+        emitted,
+        change_events: events.len() as u64,
+        failed_call: false,
+    };
+    if events.is_empty() {
+        return transformed;
+    }
+    let emitted = &mut transformed.emitted;
+
+    match transform.process(&events) {
+        Ok(outcomes) => {
+            for ((slot, event), outcome) in event_slots.into_iter().zip(&events).zip(outcomes) {
+                emitted[slot] = match outcome {
+                    Ok(outputs) => outputs
+                        .into_iter()
+                        .map(|o| Emit::Output(o, event.commit_time))
+                        .collect(),
+                    Err(e) => vec![Emit::DeadLetter(Reason {
+                        stage: "transform",
+                        kind: "rejected".into(),
+                        message: format!("[{}] {}", e.code, e.message),
+                    })],
+                };
+            }
+        }
+        Err(failure) => {
+            tracing::warn!(events = events.len(), "{failure}; the batch goes to the dead-letter prefix");
+            transformed.failed_call = true;
+            let reason = Reason {
+                stage: "transform",
+                kind: failure.kind.as_str().into(),
+                message: failure.message,
+            };
+            for slot in event_slots {
+                emitted[slot] = vec![Emit::DeadLetter(reason.clone())];
+            }
+        }
+    }
+    transformed
+}
+
+fn schema_change_record(change: SchemaChange) -> OutputRecord {
+    let text = |name: &str, value: String| Column {
+        name: name.into(),
+        value: Value::Text(value),
+    };
+    OutputRecord {
+        destination: SCHEMA_CHANGES.into(),
+        row: vec![
+            text("server", change.server),
+            text("database", change.database),
+            Column {
+                name: "tables".into(),
+                value: Value::Json(serde_json::to_string(&change.tables).unwrap_or_default()),
+            },
+            text("ddl", change.ddl),
+            Column {
+                name: "commit_time".into(),
+                value: Value::Timestamp(change.commit_time),
+            },
+        ],
+        partition: Vec::new(),
+    }
+}

@@ -1,0 +1,442 @@
+//! Runs transform components in a wasmtime sandbox.
+//!
+//! What a guest gets: WASI with no preopened directory, no environment, no sockets or name
+//! lookups, a wall clock stuck at 1970 (time comes from the events), plus the `wrt:transform`
+//! imports. What it cannot take: more memory than [`Limits::memory`] (the growing call traps)
+//! or more than [`Limits::call_timeout`] of one call (an epoch deadline interrupts it).
+//! After a failed call the instance is dropped and a fresh one is made for the next batch.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::{BatchFailure, FailureKind, Transform};
+use crate::event::bindings::wrt::transform::{clock, config, logging, types};
+use crate::event::bindings::{Transformer, TransformerPre};
+use crate::event::{ChangeEvent, Outcome, Timestamp};
+
+/// How often the epoch advances: the resolution of the per-call CPU deadline.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Per-instance resource caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes of linear memory one instance may hold.
+    pub memory: usize,
+    /// Longest one call (`init` or a batch) may run.
+    pub call_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: 128 << 20,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The transform's configuration, readable through the `config` import.
+pub type TransformConfig = BTreeMap<String, String>;
+
+/// Why a component could not be made ready to run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a valid WebAssembly component: {0}")]
+    Compile(String),
+    #[error(
+        "the component does not implement the `wrt:transform/transformer` world from sdk/wit/ \
+         ({0}); rebuild it against this version of the WIT"
+    )]
+    World(String),
+    #[error("the component failed to start: {0}")]
+    Instantiate(String),
+    #[error("the transform refused to initialise: {0}")]
+    Init(String),
+    #[error("component cache at {path}: {source}")]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Compiles components and makes sandboxed instances of them. One per process.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+}
+
+/// A component compiled and checked against the world, ready to instantiate.
+#[derive(Clone)]
+pub struct Compiled {
+    digest: String,
+    pre: TransformerPre<HostState>,
+}
+
+impl Compiled {
+    /// SHA-256 of the component's bytes, hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
+impl Sandbox {
+    /// A sandbox whose compiled components are cached under `cache_dir`, keyed by digest.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        spawn_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        let world_error = |e: wasmtime::Error| LoadError::World(format!("{e:#}"));
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(world_error)?;
+        Transformer::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(world_error)?;
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache_dir,
+        })
+    }
+
+    /// Compiles `wasm` (or takes it from the cache) and checks it implements the world.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Compiled, LoadError> {
+        let digest = hex::encode(Sha256::digest(wasm));
+        let component = match &self.cache_dir {
+            Some(dir) => self.compile_cached(wasm, &digest, dir)?,
+            None => Component::new(&self.engine, wasm)
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))?,
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(TransformerPre::new)
+            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        Ok(Compiled { digest, pre })
+    }
+
+    /// Makes a running instance and calls its `init`.
+    pub fn instantiate(
+        &self,
+        compiled: &Compiled,
+        config: TransformConfig,
+        limits: Limits,
+    ) -> Result<WasmTransform, LoadError> {
+        let config = Arc::new(config);
+        let live = Live::start(compiled, &config, limits)?;
+        Ok(WasmTransform {
+            compiled: compiled.clone(),
+            config,
+            limits,
+            live: Some(live),
+        })
+    }
+
+    /// [`Sandbox::compile`] then [`Sandbox::instantiate`].
+    pub fn load(
+        &self,
+        wasm: &[u8],
+        config: TransformConfig,
+        limits: Limits,
+    ) -> Result<WasmTransform, LoadError> {
+        self.instantiate(&self.compile(wasm)?, config, limits)
+    }
+
+    fn compile_cached(&self, wasm: &[u8], digest: &str, dir: &Path) -> Result<Component, LoadError> {
+        // Precompiled code is only valid for the engine that made it.
+        let mut engine_hash = std::hash::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        let path = dir.join(format!("{digest}-{:016x}.cwasm", engine_hash.finish()));
+        if path.exists() {
+            if let Ok(component) = deserialize(&self.engine, &path) {
+                return Ok(component);
+            }
+            tracing::warn!(path = %path.display(), "ignoring an unreadable cached component");
+        }
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let cache_err = |source| LoadError::Cache {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(cache_err)?;
+        // Write then rename, so a concurrent reader never sees half a file.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).map_err(cache_err)?;
+        std::fs::rename(&tmp, &path).map_err(cache_err)?;
+        Ok(component)
+    }
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the file is one this process family wrote with `Component::serialize` into
+    // wrt's private cache, named by the digest of its source and the engine's compatibility
+    // hash; wasmtime still checks its header and version before using it.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+/// Advances the engine's epoch every [`TICK`] until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wrt-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+fn deadline_ticks(limits: Limits) -> u64 {
+    (limits.call_timeout.as_millis().div_ceil(TICK.as_millis()) as u64).max(1)
+}
+
+/// A sandboxed transform instance, reused across batches.
+pub struct WasmTransform {
+    compiled: Compiled,
+    config: Arc<TransformConfig>,
+    limits: Limits,
+    /// `None` after a failed call, until the next batch starts a fresh instance.
+    live: Option<Live>,
+}
+
+impl Transform for WasmTransform {
+    fn digest(&self) -> &str {
+        &self.compiled.digest
+    }
+
+    fn process(&mut self, events: &[ChangeEvent]) -> Result<Vec<Outcome>, BatchFailure> {
+        let mut live = match self.live.take() {
+            Some(live) => live,
+            None => Live::start(&self.compiled, &self.config, self.limits).map_err(|e| {
+                BatchFailure {
+                    kind: FailureKind::Trap,
+                    message: format!("could not restart the transform: {e}"),
+                }
+            })?,
+        };
+        let watermark = events.iter().map(|e| e.commit_time).max_by_key(|t| (t.seconds, t.nanos));
+        live.store.data_mut().watermark = watermark.unwrap_or(Timestamp {
+            seconds: 0,
+            nanos: 0,
+        });
+        live.arm_deadline(self.limits);
+        let result = live
+            .bindings
+            .wrt_transform_transform()
+            .call_process(&mut live.store, events);
+        match result {
+            Ok(outcomes) if outcomes.len() == events.len() => {
+                self.live = Some(live);
+                Ok(outcomes)
+            }
+            Ok(outcomes) => Err(BatchFailure {
+                kind: FailureKind::Contract,
+                message: format!(
+                    "returned {} outcomes for {} events",
+                    outcomes.len(),
+                    events.len()
+                ),
+            }),
+            Err(e) => Err(live.classify(&e)),
+        }
+    }
+}
+
+/// A store with its instance.
+struct Live {
+    store: Store<HostState>,
+    bindings: Transformer,
+}
+
+impl Live {
+    fn start(
+        compiled: &Compiled,
+        config: &Arc<TransformConfig>,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(Epoch1970)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                max: limits.memory,
+                hit: None,
+            },
+            config: Arc::clone(config),
+            watermark: Timestamp {
+                seconds: 0,
+                nanos: 0,
+            },
+            digest: compiled.digest[..12].to_string(),
+        };
+        let mut store = Store::new(compiled.pre.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        // Instantiation runs guest start-up code, so it is under the deadline too.
+        store.set_epoch_deadline(deadline_ticks(limits));
+        let bindings = compiled
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let mut live = Live { store, bindings };
+        match live.bindings.wrt_transform_transform().call_init(&mut live.store) {
+            Ok(Ok(())) => Ok(live),
+            Ok(Err(reason)) => Err(LoadError::Init(reason)),
+            Err(e) => Err(LoadError::Init(live.classify(&e).to_string())),
+        }
+    }
+
+    fn arm_deadline(&mut self, limits: Limits) {
+        self.store.set_epoch_deadline(deadline_ticks(limits));
+    }
+
+    /// Names what went wrong from the trap and the limiter's record, never from message text.
+    fn classify(&self, error: &wasmtime::Error) -> BatchFailure {
+        if let Some(cap) = &self.store.data().memory.hit {
+            return BatchFailure {
+                kind: FailureKind::MemoryLimit,
+                message: cap.clone(),
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => BatchFailure {
+                kind: FailureKind::Timeout,
+                message: format!(
+                    "the call was stopped after its CPU deadline ({})",
+                    error.root_cause()
+                ),
+            },
+            _ => BatchFailure {
+                kind: FailureKind::Trap,
+                message: format!("{error:#}"),
+            },
+        }
+    }
+}
+
+/// What the host keeps per instance.
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryCap,
+    config: Arc<TransformConfig>,
+    /// The `clock.now` answer for the current batch.
+    watermark: Timestamp,
+    /// Short digest, to tell guests apart in the log.
+    digest: String,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl logging::Host for HostState {
+    fn log(&mut self, level: logging::Level, message: String) {
+        let digest = &self.digest;
+        match level {
+            logging::Level::Trace => tracing::trace!(target: "wrt::guest", digest, "{message}"),
+            logging::Level::Debug => tracing::debug!(target: "wrt::guest", digest, "{message}"),
+            logging::Level::Info => tracing::info!(target: "wrt::guest", digest, "{message}"),
+            logging::Level::Warn => tracing::warn!(target: "wrt::guest", digest, "{message}"),
+            logging::Level::Error => tracing::error!(target: "wrt::guest", digest, "{message}"),
+        }
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+
+    fn entries(&mut self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl clock::Host for HostState {
+    fn now(&mut self) -> Timestamp {
+        self.watermark
+    }
+}
+
+/// Caps linear memory and remembers that it did, so a failure is classified without
+/// parsing error text.
+struct MemoryCap {
+    max: usize,
+    hit: Option<String>,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired <= self.max {
+            return Ok(true);
+        }
+        let message = format!(
+            "memory cap of {} MiB reached: growing from {} MiB to {} MiB",
+            self.max >> 20,
+            current >> 20,
+            desired >> 20
+        );
+        self.hit = Some(message.clone());
+        // An error (not `Ok(false)`) traps the call instead of letting the guest limp on.
+        Err(wasmtime::Error::msg(message))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Guests see no wall-clock time: output must depend on the input only.
+struct Epoch1970;
+
+impl HostWallClock for Epoch1970 {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}

@@ -1,0 +1,335 @@
+//! Write wrt transforms in Rust.
+//!
+//! A transform is a type implementing [`Transform`], exported with [`export_transform!`]:
+//!
+//! ```ignore
+//! use wrt_sdk::{ChangeEvent, Config, OutputRecord, Transform, TransformError};
+//!
+//! struct Passthrough;
+//!
+//! impl Transform for Passthrough {
+//!     fn init(_config: &Config) -> Result<Self, String> {
+//!         Ok(Passthrough)
+//!     }
+//!
+//!     fn process(&mut self, event: ChangeEvent) -> Result<Vec<OutputRecord>, TransformError> {
+//!         let table = event.source.table.clone();
+//!         Ok(event.into_row().map(|row| OutputRecord::new(table, row)).into_iter().collect())
+//!     }
+//! }
+//!
+//! wrt_sdk::export_transform!(Passthrough);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2`; test it with `wrt test`.
+
+use std::cell::RefCell;
+use std::str::FromStr;
+
+/// Bindings generated from `sdk/wit/`, the one WIT package every guest uses.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "transformer",
+        pub_export_macro: true,
+        export_macro_name: "export_transformer",
+        default_bindings_module: "::wrt_sdk::bindings",
+    });
+}
+
+pub use bindings::wrt::transform::logging::Level;
+pub use bindings::wrt::transform::types::{
+    ChangeEvent, Column, Operation, Outcome, OutputRecord, Row, Source, Timestamp, TransformError,
+    Value,
+};
+
+/// A transform: built once from its configuration, then fed events in batches.
+pub trait Transform: Sized + 'static {
+    /// Reads the configuration; an error refuses the component before any event is sent.
+    fn init(config: &Config) -> Result<Self, String>;
+
+    /// Turns one event into zero or more records, or rejects it (the host dead-letters it).
+    fn process(&mut self, event: ChangeEvent) -> Result<Vec<OutputRecord>, TransformError>;
+}
+
+/// The transform's configuration, as set by the host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Config;
+
+impl Config {
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<String> {
+        bindings::wrt::transform::config::get(key)
+    }
+
+    /// The value of `key`, or `default` when unset.
+    pub fn get_or(&self, key: &str, default: &str) -> String {
+        self.get(key).unwrap_or_else(|| default.to_string())
+    }
+
+    /// The value of `key` parsed as `T`; the error names the key and the bad value.
+    pub fn parse<T: FromStr>(&self, key: &str) -> Result<Option<T>, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.get(key)
+            .map(|raw| {
+                raw.parse()
+                    .map_err(|e| format!("config `{key}` = {raw:?}: {e}"))
+            })
+            .transpose()
+    }
+
+    /// A comma-separated list (empty items dropped).
+    pub fn list(&self, key: &str) -> Option<Vec<String>> {
+        self.get(key).map(|raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+    }
+
+    /// Every key and value, sorted by key.
+    pub fn entries(&self) -> Vec<(String, String)> {
+        bindings::wrt::transform::config::entries()
+    }
+}
+
+/// Writes a line to the host's log.
+pub fn log(level: Level, message: &str) {
+    bindings::wrt::transform::logging::log(level, message);
+}
+
+/// The newest commit time in the current batch: the clock a transform may read.
+pub fn now() -> Timestamp {
+    bindings::wrt::transform::clock::now()
+}
+
+impl Timestamp {
+    /// RFC 3339 in UTC with a `Z`, with 0, 3, 6 or 9 fraction digits as needed
+    /// (`2024-05-01T12:00:00Z`, `2024-05-01T12:00:00.250Z`). The host renders timestamps the same way.
+    pub fn to_rfc3339(&self) -> String {
+        let (date, secs) = (self.seconds.div_euclid(86_400), self.seconds.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(date);
+        let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{}Z",
+            fraction(self.nanos)
+        )
+    }
+}
+
+/// `.250`, `.000250` or `.000000250`: the shortest of 3, 6 or 9 digits that is exact.
+fn fraction(nanos: u32) -> String {
+    match nanos {
+        0 => String::new(),
+        n if n % 1_000_000 == 0 => format!(".{:03}", n / 1_000_000),
+        n if n % 1_000 == 0 => format!(".{:06}", n / 1_000),
+        n => format!(".{n:09}"),
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`; a date crate would be most of a guest's size).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+impl Value {
+    /// The text of a `text` value.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The integer of an `int` value.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// A short name of the value's type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Boolean(_) => "boolean",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Decimal(_) => "decimal",
+            Value::Text(_) => "text",
+            Value::Bytes(_) => "bytes",
+            Value::Json(_) => "json",
+            Value::Date(_) => "date",
+            Value::Time(_) => "time",
+            Value::Timestamp(_) => "timestamp",
+        }
+    }
+}
+
+/// Column access by name on a [`Row`].
+pub trait RowExt {
+    /// The value of column `name`.
+    fn get(&self, name: &str) -> Option<&Value>;
+    /// A mutable reference to the value of column `name`.
+    fn get_mut(&mut self, name: &str) -> Option<&mut Value>;
+    /// Sets column `name`, appending it when the row does not have it.
+    fn set(&mut self, name: &str, value: Value);
+    /// Removes column `name`, returning its value.
+    fn remove(&mut self, name: &str) -> Option<Value>;
+}
+
+impl RowExt for Row {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.iter().find(|c| c.name == name).map(|c| &c.value)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
+        self.iter_mut().find(|c| c.name == name).map(|c| &mut c.value)
+    }
+
+    fn set(&mut self, name: &str, value: Value) {
+        match self.get_mut(name) {
+            Some(slot) => *slot = value,
+            None => self.push(Column {
+                name: name.to_string(),
+                value,
+            }),
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Value> {
+        let at = self.iter().position(|c| c.name == name)?;
+        Some(self.remove(at).value)
+    }
+}
+
+impl Operation {
+    /// Debezium's one-letter code: `c`, `u`, `d`, `r` or `t`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Operation::Create => "c",
+            Operation::Update => "u",
+            Operation::Delete => "d",
+            Operation::Read => "r",
+            Operation::Truncate => "t",
+        }
+    }
+}
+
+impl ChangeEvent {
+    /// The row as it stands after the change, or as it was for a delete.
+    pub fn into_row(self) -> Option<Row> {
+        match self.op {
+            Operation::Delete => self.before,
+            _ => self.after,
+        }
+    }
+}
+
+impl OutputRecord {
+    /// A record for `destination` with no extra partition values.
+    pub fn new(destination: impl Into<String>, row: Row) -> Self {
+        OutputRecord {
+            destination: destination.into(),
+            row,
+            partition: Vec::new(),
+        }
+    }
+
+    /// Adds a Hive-style partition value (`name=value` in the object's path).
+    pub fn with_partition(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.partition.push((name.into(), value.into()));
+        self
+    }
+}
+
+impl TransformError {
+    /// An error with a short machine-readable `code` and a message for people.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        TransformError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[doc(hidden)]
+pub mod __private {
+    use super::*;
+
+    pub fn init<T: Transform>(slot: &RefCell<Option<T>>) -> Result<(), String> {
+        *slot.borrow_mut() = Some(T::init(&Config)?);
+        Ok(())
+    }
+
+    pub fn process<T: Transform>(
+        slot: &RefCell<Option<T>>,
+        events: Vec<ChangeEvent>,
+    ) -> Vec<Outcome> {
+        let mut slot = slot.borrow_mut();
+        match slot.as_mut() {
+            Some(transform) => events.into_iter().map(|e| transform.process(e)).collect(),
+            // The host always calls `init` first; this only guards a host bug.
+            None => events
+                .iter()
+                .map(|_| Err(TransformError::new("not-initialised", "init was not called")))
+                .collect(),
+        }
+    }
+}
+
+/// Exports a [`Transform`] implementation as the component's `transform` interface.
+#[macro_export]
+macro_rules! export_transform {
+    ($ty:ty) => {
+        ::std::thread_local! {
+            static __WRT_TRANSFORM: ::std::cell::RefCell<::std::option::Option<$ty>> =
+                const { ::std::cell::RefCell::new(::std::option::Option::None) };
+        }
+
+        struct __WrtGuest;
+
+        impl $crate::bindings::exports::wrt::transform::transform::Guest for __WrtGuest {
+            fn init() -> ::std::result::Result<(), ::std::string::String> {
+                __WRT_TRANSFORM.with(|slot| $crate::__private::init(slot))
+            }
+
+            fn process(events: ::std::vec::Vec<$crate::ChangeEvent>) -> ::std::vec::Vec<$crate::Outcome> {
+                __WRT_TRANSFORM.with(|slot| $crate::__private::process(slot, events))
+            }
+        }
+
+        $crate::bindings::export_transformer!(__WrtGuest with_types_in $crate::bindings);
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_rendering() {
+        let ts = |seconds, nanos| Timestamp { seconds, nanos }.to_rfc3339();
+        assert_eq!(ts(0, 0), "1970-01-01T00:00:00Z");
+        assert_eq!(ts(1_714_521_600, 250_000_000), "2024-05-01T00:00:00.250Z");
+        assert_eq!(ts(1_714_521_600, 250_000), "2024-05-01T00:00:00.000250Z");
+        assert_eq!(ts(-1, 5), "1969-12-31T23:59:59.000000005Z");
+        assert_eq!(ts(-30_610_224_000, 0), "1000-01-01T00:00:00Z");
+        assert_eq!(ts(253_402_300_799, 0), "9999-12-31T23:59:59Z");
+    }
+}
