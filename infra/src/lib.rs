@@ -1,1 +1,26 @@
-//! AWS topology for wrt (see issue: `wrt infra`).
+//! `wrt infra`: the AWS topology wrt runs in (DESIGN §5), provisioned through the AWS SDK.
+//!
+//! A [`Topology`] (the `infra.toml` file, defaults = the recipe) is validated without I/O,
+//! then bound to an account as a [`Stack`], which finds its resources by the `wrt:stack`
+//! tag (no state file), plans, converges (`up`), and tears down (`down`).
+
+mod aws;
+mod config;
+mod connect;
+mod database;
+mod error;
+mod hosts;
+mod iam;
+mod kafka;
+mod network;
+mod plan;
+mod stack;
+mod storage;
+
+pub use aws::{Clients, STACK_TAG, Waits, load_config};
+pub use config::{Cidr, Connector, Database, Hosts, Kafka, Network, Storage, Subnet, Topology};
+pub use connect::ConnectorFacts;
+pub use error::{ConfigError, Error, Failure, Result};
+pub use hosts::{HostFacts, user_data};
+pub use plan::{Action, Bucket, Plan, Resource, Step, Tier};
+pub use stack::{Progress, Stack, Teardown};

@@ -6,8 +6,15 @@
 //! the same offsets closes windows at the same places — and is then written whole and the
 //! offset after it committed. Object keys name the window's first offset, so a replay after
 //! a crash rewrites the same keys with the same bytes (DESIGN §3).
+//!
+//! A window may also close by age, which depends on timing. So before its objects are
+//! written, a *marker* records where the window ends; a replay that finds the marker at its
+//! start offset closes its first window at exactly the same place.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use crate::decode::KafkaRecord;
 use crate::encode::{self, Object};
@@ -20,6 +27,8 @@ pub struct Rotation {
     pub max_records: u64,
     /// Source bytes (Kafka key + value) per window.
     pub max_bytes: u64,
+    /// Age at which a window is written even if not full.
+    pub max_age: Duration,
 }
 
 impl Default for Rotation {
@@ -27,6 +36,7 @@ impl Default for Rotation {
         Rotation {
             max_records: 5_000,
             max_bytes: 64 << 20,
+            max_age: Duration::from_secs(10),
         }
     }
 }
@@ -90,6 +100,9 @@ pub struct Batcher {
     template: PartitionTemplate,
     digest: String,
     open: BTreeMap<TopicPartition, Window>,
+    /// Partitions that have had a window since they were assigned; the first window of any
+    /// other partition may be a replay, so its marker is looked up.
+    started: BTreeSet<TopicPartition>,
 }
 
 /// Everything made from one offset range of one source partition.
@@ -101,8 +114,30 @@ pub struct Window {
     pub next_offset: i64,
     records: u64,
     bytes: u64,
+    opened_at: Instant,
+    /// Where a replayed window must end: the offset its marker recorded.
+    replay_end: Option<i64>,
     outputs: BTreeMap<(String, String), encode::Buffer>,
     dead_letters: encode::Buffer,
+}
+
+/// Where a window ends and what it writes, stored before its objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    pub next_offset: i64,
+    pub transform: String,
+    pub objects: Vec<String>,
+}
+
+impl Marker {
+    /// `_wrt/windows/<topic>/<topic>+<partition>+<first offset>.json`
+    pub fn key(source: &TopicPartition, first_offset: i64) -> String {
+        format!(
+            "_wrt/windows/{topic}/{topic}+{}+{first_offset:020}.json",
+            source.partition,
+            topic = encode::path_segment(&source.topic)
+        )
+    }
 }
 
 impl Batcher {
@@ -112,24 +147,57 @@ impl Batcher {
             template,
             digest: digest.to_string(),
             open: BTreeMap::new(),
+            started: BTreeSet::new(),
         }
     }
 
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Whether `record` would open the first window of its partition since assignment,
+    /// whose marker must then be looked up with [`Marker::key`] and passed to [`Batcher::open`].
+    pub fn needs_marker(&self, record: &KafkaRecord) -> bool {
+        !self.started.contains(&partition_of(record))
+    }
+
+    /// Opens the window `record` starts; a replay passes its marker's end.
+    pub fn open(&mut self, record: &KafkaRecord, replay_end: Option<i64>) {
+        let source = partition_of(record);
+        self.started.insert(source.clone());
+        self.open.insert(
+            source.clone(),
+            Window {
+                source,
+                first_offset: record.offset,
+                next_offset: record.offset,
+                records: 0,
+                bytes: 0,
+                opened_at: Instant::now(),
+                replay_end,
+                outputs: BTreeMap::new(),
+                dead_letters: encode::Buffer::default(),
+            },
+        );
+    }
+
     /// The window `record` belongs to, opened at its offset if none is.
-    pub fn window(&mut self, record: &KafkaRecord) -> &mut Window {
-        let source = TopicPartition {
-            topic: record.topic.clone(),
-            partition: record.partition,
-        };
-        self.open.entry(source.clone()).or_insert_with(|| Window {
-            source,
-            first_offset: record.offset,
-            next_offset: record.offset,
-            records: 0,
-            bytes: 0,
-            outputs: BTreeMap::new(),
-            dead_letters: encode::Buffer::default(),
-        })
+    fn window(&mut self, record: &KafkaRecord) -> &mut Window {
+        if !self.open.contains_key(&partition_of(record)) {
+            self.open(record, None);
+        }
+        self.open
+            .get_mut(&partition_of(record))
+            .expect("opened above")
+    }
+
+    /// Closes the open window of `record`'s partition if `record` lies past its replay end
+    /// (offsets may skip, so the end is not always reached exactly).
+    pub fn close_before(&mut self, record: &KafkaRecord) -> Option<Window> {
+        let source = partition_of(record);
+        let window = self.open.get(&source)?;
+        let past = window.replay_end.is_some_and(|end| record.offset >= end);
+        past.then(|| self.open.remove(&source))?
     }
 
     /// Counts `record` as consumed; returns its window if that closes it.
@@ -140,8 +208,36 @@ impl Batcher {
         window.records += 1;
         window.bytes += (record.key.as_ref().map_or(0, Vec::len)
             + record.value.as_ref().map_or(0, Vec::len)) as u64;
-        let full = window.records >= rotation.max_records || window.bytes >= rotation.max_bytes;
-        full.then(|| self.close(record.topic.clone(), record.partition))?
+        let full = match window.replay_end {
+            Some(end) => window.next_offset >= end,
+            None => window.records >= rotation.max_records || window.bytes >= rotation.max_bytes,
+        };
+        full.then(|| self.open.remove(&partition_of(record)))?
+    }
+
+    /// Closes the windows that reached their age (a replayed window ends only at its marker).
+    pub fn close_expired(&mut self) -> Vec<Window> {
+        let max_age = self.rotation.max_age;
+        let expired: Vec<TopicPartition> = self
+            .open
+            .values()
+            .filter(|w| w.replay_end.is_none() && w.opened_at.elapsed() >= max_age)
+            .map(|w| w.source.clone())
+            .collect();
+        expired
+            .iter()
+            .filter_map(|source| self.open.remove(source))
+            .collect()
+    }
+
+    /// Drops the open window of a revoked partition: its next owner re-reads the range.
+    pub fn abandon(&mut self, source: &TopicPartition) {
+        self.open.remove(source);
+        self.started.remove(source);
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.open.is_empty()
     }
 
     /// Adds a transform output made from `record`.
@@ -168,13 +264,9 @@ impl Batcher {
         self.window(record).dead_letters.push(record.offset, &line);
     }
 
-    /// Closes every open window (end of input, shutdown, partition revoked).
+    /// Closes every open window (end of input, shutdown).
     pub fn close_all(&mut self) -> Vec<Window> {
         std::mem::take(&mut self.open).into_values().collect()
-    }
-
-    fn close(&mut self, topic: String, partition: i32) -> Option<Window> {
-        self.open.remove(&TopicPartition { topic, partition })
     }
 
     /// The objects a closed window becomes, in a fixed order.
@@ -200,5 +292,12 @@ impl Batcher {
             objects.push(dead_letters.finish(name.dead_letter_key(), &name)?);
         }
         Ok(objects)
+    }
+}
+
+fn partition_of(record: &KafkaRecord) -> TopicPartition {
+    TopicPartition {
+        topic: record.topic.clone(),
+        partition: record.partition,
     }
 }

@@ -4,8 +4,13 @@
 //! where each column is decoded by its Connect type and logical name, and schemaless, where
 //! column values are typed from the JSON alone.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
 use crate::event::{ChangeEvent, Column, Operation, Row, Source, Timestamp, Value};
@@ -86,12 +91,15 @@ pub fn decode(record: &KafkaRecord) -> Result<Decoded, DecodeError> {
     let Some(bytes) = &record.value else {
         return Ok(Decoded::Tombstone);
     };
-    let json = parse("value", bytes)?;
-    let Some(Message { schema, payload }) = unwrap_envelope("value", &json)? else {
+    let Some(Message { schema, payload }) = parse("value", bytes)? else {
         return Ok(Decoded::Tombstone);
     };
+    let Some(payload) = payload_object("value", &payload)? else {
+        return Ok(Decoded::Tombstone);
+    };
+    let schema = schema.as_ref();
     // A heartbeat under a custom topic prefix still carries its schema name.
-    if schema.and_then(|s| s.get("name")).and_then(Json::as_str) == Some(HEARTBEAT_SCHEMA) {
+    if schema.and_then(|s| s.name.as_deref()) == Some(HEARTBEAT_SCHEMA) {
         return Ok(Decoded::Heartbeat);
     }
     if payload.contains_key("ddl") && payload.contains_key("databaseName") {
@@ -102,42 +110,133 @@ pub fn decode(record: &KafkaRecord) -> Result<Decoded, DecodeError> {
 
 const HEARTBEAT_SCHEMA: &str = "io.debezium.connector.common.Heartbeat";
 
-fn parse(part: &'static str, bytes: &[u8]) -> Result<Json, DecodeError> {
-    serde_json::from_slice(bytes).map_err(|error| DecodeError::NotJson { part, error })
+/// A Kafka Connect schema as the JSON converter writes it, reduced to what decoding reads.
+/// Parsed into a struct rather than a `serde_json::Value` because schemas make up most of each
+/// message's bytes.
+#[derive(Debug, Deserialize)]
+struct Schema<'a> {
+    #[serde(rename = "type", borrow)]
+    type_name: Str<'a>,
+    #[serde(default, borrow)]
+    name: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    field: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    fields: Vec<Schema<'a>>,
+    #[serde(default, borrow)]
+    parameters: Option<Parameters<'a>>,
 }
 
-/// A converter message taken apart: the Connect schema, when the converter sent one.
+#[derive(Debug, Deserialize)]
+struct Parameters<'a> {
+    #[serde(default, borrow)]
+    scale: Option<Str<'a>>,
+}
+
+/// A string borrowed from the input unless it holds escapes. (serde borrows a `Cow` only as a
+/// field's own type, not inside an `Option`.)
+#[derive(Debug, Deserialize)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Schema<'_> {
+    /// The schema of struct field `name`.
+    fn field(&self, name: &str) -> Option<&Self> {
+        self.fields
+            .iter()
+            .find(|f| f.field.as_deref() == Some(name))
+    }
+}
+
+/// A converter message: `{"schema": …, "payload": …}` with `schemas.enable=true`, otherwise the
+/// payload alone.
 struct Message<'a> {
-    schema: Option<&'a Json>,
-    payload: &'a Map<String, Json>,
+    schema: Option<Schema<'a>>,
+    payload: Json,
 }
 
-/// Splits a converter message into schema and payload object. `None` means a null payload.
-fn unwrap_envelope<'a>(
-    part: &'static str,
-    json: &'a Json,
-) -> Result<Option<Message<'a>>, DecodeError> {
-    let not_object = |found: &Json| DecodeError::NotEnvelope {
-        part,
-        reason: format!("expected a JSON object, found {}", describe(found)),
-    };
-    let object = json.as_object().ok_or_else(|| not_object(json))?;
-    let (schema, payload) = match (object.get("schema"), object.get("payload")) {
-        (Some(schema), Some(payload)) if object.len() == 2 => {
-            (Some(schema).filter(|s| !s.is_null()), payload)
+impl<'de> Deserialize<'de> for Message<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MessageVisitor)
+    }
+}
+
+struct MessageVisitor;
+
+impl<'de> Visitor<'de> for MessageVisitor {
+    type Value = Message<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message<'de>, A::Error> {
+        let (mut schema, mut payload, mut rest) = (None, None, Map::new());
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "schema" => schema = Some(map.next_value::<Option<Schema<'de>>>()?),
+                "payload" => payload = Some(map.next_value::<Json>()?),
+                _ => {
+                    rest.insert(key.into_owned(), map.next_value()?);
+                }
+            }
         }
-        _ => (None, json),
-    };
+        match (schema, payload) {
+            (Some(schema), Some(payload)) if rest.is_empty() => Ok(Message { schema, payload }),
+            (Some(_), _) => Err(A::Error::custom(
+                "`schema` must come with `payload` and nothing else",
+            )),
+            (None, payload) => {
+                rest.extend(payload.map(|p| ("payload".to_string(), p)));
+                Ok(Message {
+                    schema: None,
+                    payload: Json::Object(rest),
+                })
+            }
+        }
+    }
+}
+
+/// Parses a key or value; `None` for JSON `null`. Well-formed JSON of the wrong shape is
+/// reported as such, not as bad JSON.
+fn parse<'a>(part: &'static str, bytes: &'a [u8]) -> Result<Option<Message<'a>>, DecodeError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        if error.is_data() {
+            DecodeError::NotEnvelope {
+                part,
+                reason: error.to_string(),
+            }
+        } else {
+            DecodeError::NotJson { part, error }
+        }
+    })
+}
+
+/// The payload as an object; `None` for a null payload.
+fn payload_object<'a>(
+    part: &'static str,
+    payload: &'a Json,
+) -> Result<Option<&'a Map<String, Json>>, DecodeError> {
     match payload {
         Json::Null => Ok(None),
-        Json::Object(payload) => Ok(Some(Message { schema, payload })),
-        other => Err(not_object(other)),
+        Json::Object(object) => Ok(Some(object)),
+        other => Err(DecodeError::NotEnvelope {
+            part,
+            reason: format!("expected a JSON object, found {}", describe(other)),
+        }),
     }
 }
 
 fn change_event(
     record: &KafkaRecord,
-    schema: Option<&Json>,
+    schema: Option<&Schema>,
     payload: &Map<String, Json>,
 ) -> Result<ChangeEvent, DecodeError> {
     let op = match required_str(payload, "", "op")? {
@@ -153,14 +252,13 @@ fn change_event(
         let Some(row) = optional(payload, "", name, "struct", Json::as_object)? else {
             return Ok(None);
         };
-        let row_schema = match schema {
-            Some(schema) => Some(field_schema(schema, name).ok_or_else(|| {
-                DecodeError::MissingField {
-                    field: format!("schema of `{name}`"),
-                }
-            })?),
-            None => None,
-        };
+        let row_schema = schema
+            .map(|schema| {
+                schema.field(name).ok_or_else(|| DecodeError::MissingField {
+                    field: format!("schema.{name}"),
+                })
+            })
+            .transpose()?;
         decode_struct(name, row, row_schema).map(Some)
     };
     Ok(ChangeEvent {
@@ -186,10 +284,12 @@ fn change_event(
 }
 
 fn decode_key(bytes: Option<&[u8]>) -> Result<Option<Row>, DecodeError> {
-    let Some(bytes) = bytes else { return Ok(None) };
-    let json = parse("key", bytes)?;
-    match unwrap_envelope("key", &json)? {
-        Some(Message { schema, payload }) => decode_struct("key", payload, schema).map(Some),
+    let Some(Message { schema, payload }) = bytes.map(|b| parse("key", b)).transpose()?.flatten()
+    else {
+        return Ok(None);
+    };
+    match payload_object("key", &payload)? {
+        Some(payload) => decode_struct("key", payload, schema.as_ref()).map(Some),
         None => Ok(None),
     }
 }
@@ -201,9 +301,9 @@ fn schema_change(payload: &Map<String, Json>) -> Result<SchemaChange, DecodeErro
         Some(Json::Array(changes)) => changes
             .iter()
             .map(|change| {
-                let change = change.as_object().ok_or_else(|| {
-                    mismatch("tableChanges[]", "", "struct", describe(change))
-                })?;
+                let change = change
+                    .as_object()
+                    .ok_or_else(|| mismatch("tableChanges[]", "", "struct", describe(change)))?;
                 required_str(change, "tableChanges[]", "id").map(unquote_table_id)
             })
             .collect::<Result<_, _>>()?,
@@ -265,21 +365,12 @@ fn commit_time(
         })
 }
 
-/// The schema of field `name` inside a Connect struct schema.
-fn field_schema<'a>(schema: &'a Json, name: &str) -> Option<&'a Json> {
-    schema
-        .get("fields")?
-        .as_array()?
-        .iter()
-        .find(|field| field.get("field").and_then(Json::as_str) == Some(name))
-}
-
 /// Decodes a row (`before`, `after` or the key). With a schema the columns follow the schema's
 /// field order, as Kafka Connect's own JSON converter does.
 fn decode_struct(
     row: &str,
     object: &Map<String, Json>,
-    schema: Option<&Json>,
+    schema: Option<&Schema>,
 ) -> Result<Row, DecodeError> {
     let Some(schema) = schema else {
         return Ok(object
@@ -290,20 +381,16 @@ fn decode_struct(
             })
             .collect());
     };
-    let fields = schema
-        .get("fields")
-        .and_then(Json::as_array)
-        .ok_or_else(|| DecodeError::MissingField {
-            field: format!("schema of `{row}`: fields"),
-        })?;
-    fields
+    schema
+        .fields
         .iter()
         .map(|field| {
-            let name = field.get("field").and_then(Json::as_str).ok_or_else(|| {
-                DecodeError::MissingField {
-                    field: format!("schema of `{row}`: field name"),
-                }
-            })?;
+            let name = field
+                .field
+                .as_deref()
+                .ok_or_else(|| DecodeError::MissingField {
+                    field: format!("schema.{row}.fields[].field"),
+                })?;
             let value = object.get(name).unwrap_or(&Json::Null);
             Ok(Column {
                 name: name.into(),
@@ -331,31 +418,24 @@ const MICROS: i64 = 1_000_000;
 const MILLIS: i64 = 1_000;
 
 /// Decodes one column by its Connect schema: the logical `name` first, then the plain `type`.
-fn typed(row: &str, column: &str, schema: &Json, value: &Json) -> Result<Value, DecodeError> {
+fn typed(row: &str, column: &str, schema: &Schema, value: &Json) -> Result<Value, DecodeError> {
     if value.is_null() {
         return Ok(Value::Null);
     }
-    let type_name = schema.get("type").and_then(Json::as_str).ok_or_else(|| {
-        DecodeError::MissingField {
-            field: format!("schema of `{row}.{column}`: type"),
-        }
-    })?;
-    let logical = schema.get("name").and_then(Json::as_str);
+    let logical = schema.name.as_deref();
     let col = Col {
         row,
         column,
-        declared: logical.unwrap_or(type_name),
+        declared: logical.unwrap_or(&schema.type_name),
         value,
     };
     Ok(match logical {
         Some("org.apache.kafka.connect.data.Decimal") => {
-            let scale = schema
-                .get("parameters")
-                .and_then(|p| p.get("scale"))
-                .and_then(Json::as_str)
+            let scale = (schema.parameters.as_ref())
+                .and_then(|p| p.scale.as_deref())
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| DecodeError::MissingField {
-                    field: format!("schema of `{row}.{column}`: parameters.scale"),
+                    field: format!("schema.{row}.{column}.parameters.scale"),
                 })?;
             col.decimal(col.base64()?, scale)?
         }
@@ -384,7 +464,7 @@ fn typed(row: &str, column: &str, schema: &Json, value: &Json) -> Result<Value, 
         Some("io.debezium.data.Json") => Value::Json(col.text()?),
         Some("io.debezium.data.Bits") => Value::Bytes(col.base64()?),
         // Year, Enum, EnumSet and any logical type we do not know: the plain type says it all.
-        _ => match type_name {
+        _ => match &*schema.type_name {
             "int8" | "int16" | "int32" | "int64" => Value::Int(col.int()?),
             "float32" | "float64" => Value::Float(col.float()?),
             "boolean" => Value::Boolean(value.as_bool().ok_or_else(|| col.wrong())?),
@@ -466,9 +546,12 @@ impl Col<'_> {
 
     fn base64(&self) -> Result<Vec<u8>, DecodeError> {
         let text = self.value.as_str().ok_or_else(|| self.wrong())?;
-        BASE64
-            .decode(text)
-            .map_err(|e| self.mismatch(format!("{}, which is not base64 ({e})", describe(self.value))))
+        BASE64.decode(text).map_err(|e| {
+            self.mismatch(format!(
+                "{}, which is not base64 ({e})",
+                describe(self.value)
+            ))
+        })
     }
 
     /// Decimal text, refusing sizes no database produces: they would only cost time and memory.
@@ -553,7 +636,11 @@ fn decimal_text(bytes: &[u8], scale: i32) -> String {
     } else {
         digits.push(b'0');
     }
-    let point = if scale > 0 { digits.len() - scale_digits } else { usize::MAX };
+    let point = if scale > 0 {
+        digits.len() - scale_digits
+    } else {
+        usize::MAX
+    };
     let mut text = String::with_capacity(digits.len() + 2);
     if negative {
         text.push('-');
@@ -643,5 +730,738 @@ fn describe(value: &Json) -> String {
         Json::String(s) => format!("string {s:?}"),
         Json::Array(_) => "an array".into(),
         Json::Object(_) => "an object".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/debezium");
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+    }
+
+    fn record(topic: &str, key: Option<Vec<u8>>, value: Option<Vec<u8>>) -> KafkaRecord {
+        KafkaRecord {
+            topic: topic.into(),
+            partition: 2,
+            offset: 41,
+            timestamp_ms: Some(1_714_521_600_000),
+            key,
+            value,
+        }
+    }
+
+    fn decode_value(value: &Json) -> Result<Decoded, DecodeError> {
+        decode(&record(
+            "shop.shop.t",
+            None,
+            Some(value.to_string().into_bytes()),
+        ))
+    }
+
+    fn change(decoded: Result<Decoded, DecodeError>) -> ChangeEvent {
+        match decoded.unwrap() {
+            Decoded::Change(event) => event,
+            other => panic!("expected a change event, got {other:?}"),
+        }
+    }
+
+    fn source() -> Json {
+        json!({
+            "version": "3.2.4.Final", "connector": "mysql", "name": "shop", "ts_ms": 1_714_521_601_000_i64,
+            "snapshot": "false", "db": "shop", "sequence": null, "table": "t", "server_id": 1,
+            "gtid": null, "file": "mysql-bin.000003", "pos": 157, "row": 0, "thread": null, "query": null
+        })
+    }
+
+    /// A with-schema envelope whose rows have the given field schemas.
+    fn envelope(fields: Json, op: &str, before: Json, after: Json) -> Json {
+        let row = |image: &str| json!({"type": "struct", "fields": fields, "optional": true, "name": "shop.shop.t.Value", "field": image});
+        json!({
+            "schema": {
+                "type": "struct",
+                "fields": [
+                    row("before"),
+                    row("after"),
+                    {"type": "struct", "fields": [], "optional": false, "name": "io.debezium.connector.mysql.Source", "field": "source"},
+                    {"type": "string", "optional": false, "field": "op"},
+                    {"type": "int64", "optional": true, "field": "ts_ms"}
+                ],
+                "optional": false,
+                "name": "shop.shop.t.Envelope",
+                "version": 2
+            },
+            "payload": {"before": before, "after": after, "source": source(), "op": op, "ts_ms": 1_714_521_601_234_i64}
+        })
+    }
+
+    /// Decodes `value` as the single column `c` declared by `schema`.
+    fn column(mut schema: Json, value: Json) -> Result<Value, DecodeError> {
+        schema["field"] = json!("c");
+        let message = envelope(json!([schema]), "c", Json::Null, json!({ "c": value }));
+        let mut after = decode_value(&message).map(|d| change(Ok(d)).after.unwrap())?;
+        Ok(after.remove(0).value)
+    }
+
+    fn logical(type_name: &str, name: &str) -> Json {
+        json!({"type": type_name, "optional": true, "name": name, "version": 1})
+    }
+
+    fn decimal_schema(scale: &str) -> Json {
+        json!({
+            "type": "bytes", "optional": false, "name": "org.apache.kafka.connect.data.Decimal",
+            "version": 1, "parameters": {"scale": scale, "connect.decimal.precision": "65"}
+        })
+    }
+
+    fn b64(bytes: &[u8]) -> Json {
+        json!(BASE64.encode(bytes))
+    }
+
+    fn ts(seconds: i64, nanos: u32) -> Value {
+        Value::Timestamp(Timestamp { seconds, nanos })
+    }
+
+    #[track_caller]
+    fn assert_fails<T: fmt::Debug>(
+        result: Result<T, DecodeError>,
+        is_variant: fn(&DecodeError) -> bool,
+        needle: &str,
+    ) {
+        let err = result.unwrap_err();
+        assert!(is_variant(&err), "unexpected variant: {err:?}");
+        assert!(
+            err.to_string().contains(needle),
+            "{err:?} lacks {needle:?}: {err}"
+        );
+    }
+
+    #[test]
+    fn decimal_is_exact_text() {
+        let cases: &[(&[u8], &str, &str)] = &[
+            (&[0xFB, 0x1E], "2", "-12.50"),
+            (&[0x05], "2", "0.05"),
+            (&[0xFB], "2", "-0.05"),
+            (&[0x00], "2", "0.00"),
+            (&[0x0C], "0", "12"),
+            (&[0x80], "0", "-128"),
+            (&[0x00, 0x80], "1", "12.8"),
+            (&[0x0C], "-2", "1200"),
+        ];
+        for &(bytes, scale, text) in cases {
+            assert_eq!(
+                column(decimal_schema(scale), b64(bytes)).unwrap(),
+                Value::Decimal(text.into())
+            );
+        }
+    }
+
+    #[test]
+    fn decimal_wider_than_128_bits() {
+        // ±2^128 needs 17 bytes; DECIMAL(65, 30) needs up to 28.
+        let mut positive = vec![0x01];
+        positive.extend([0x00; 16]);
+        let mut negative = vec![0xFF];
+        negative.extend([0x00; 16]);
+        let text = "34028236692093846346337460743.1768211456";
+        assert_eq!(
+            column(decimal_schema("10"), b64(&positive)).unwrap(),
+            Value::Decimal(text.into())
+        );
+        assert_eq!(
+            column(decimal_schema("10"), b64(&negative)).unwrap(),
+            Value::Decimal(format!("-{text}"))
+        );
+    }
+
+    #[test]
+    fn variable_scale_decimal() {
+        let schema = logical("struct", "io.debezium.data.VariableScaleDecimal");
+        // -12345 = 0xCFC7.
+        let value = json!({"scale": 3, "value": BASE64.encode([0xCF, 0xC7])});
+        assert_eq!(
+            column(schema, value).unwrap(),
+            Value::Decimal("-12.345".into())
+        );
+    }
+
+    #[test]
+    fn date_is_days_since_epoch() {
+        let schema = logical("int32", "io.debezium.time.Date");
+        assert_eq!(
+            column(schema.clone(), json!(19_844)).unwrap(),
+            Value::Date(19_844)
+        );
+        // 1950-01-01.
+        assert_eq!(column(schema, json!(-7_305)).unwrap(), Value::Date(-7_305));
+    }
+
+    #[test]
+    fn time_in_millis() {
+        let schema = logical("int32", "io.debezium.time.Time");
+        assert_eq!(
+            column(schema, json!(37_800_123)).unwrap(),
+            Value::Time(37_800_123_000_000)
+        );
+    }
+
+    #[test]
+    fn micro_time() {
+        let schema = logical("int64", "io.debezium.time.MicroTime");
+        assert_eq!(
+            column(schema.clone(), json!(37_800_123_456_i64)).unwrap(),
+            Value::Time(37_800_123_456_000)
+        );
+        // MySQL TIME reaches -838:59:59.
+        assert_eq!(
+            column(schema, json!(-3_020_399_000_000_i64)).unwrap(),
+            Value::Time(-3_020_399_000_000_000)
+        );
+    }
+
+    #[test]
+    fn nano_time() {
+        let schema = logical("int64", "io.debezium.time.NanoTime");
+        assert_eq!(
+            column(schema, json!(37_800_123_456_789_i64)).unwrap(),
+            Value::Time(37_800_123_456_789)
+        );
+    }
+
+    #[test]
+    fn timestamp_in_millis() {
+        let schema = logical("int64", "io.debezium.time.Timestamp");
+        assert_eq!(
+            column(schema.clone(), json!(1_712_917_800_123_i64)).unwrap(),
+            ts(1_712_917_800, 123_000_000)
+        );
+        assert_eq!(
+            column(schema.clone(), json!(-1)).unwrap(),
+            ts(-1, 999_000_000)
+        );
+        // 1900-01-01T00:00:00.001Z.
+        assert_eq!(
+            column(schema, json!(-2_208_988_799_999_i64)).unwrap(),
+            ts(-2_208_988_800, 1_000_000)
+        );
+    }
+
+    #[test]
+    fn micro_timestamp() {
+        let schema = logical("int64", "io.debezium.time.MicroTimestamp");
+        assert_eq!(
+            column(schema.clone(), json!(1_712_917_800_123_456_i64)).unwrap(),
+            ts(1_712_917_800, 123_456_000)
+        );
+        // 1969-12-31T23:59:58.5Z.
+        assert_eq!(
+            column(schema, json!(-1_500_000)).unwrap(),
+            ts(-2, 500_000_000)
+        );
+    }
+
+    #[test]
+    fn nano_timestamp() {
+        let schema = logical("int64", "io.debezium.time.NanoTimestamp");
+        assert_eq!(
+            column(schema.clone(), json!(1_712_917_800_123_456_789_i64)).unwrap(),
+            ts(1_712_917_800, 123_456_789)
+        );
+        assert_eq!(column(schema, json!(-1)).unwrap(), ts(-1, 999_999_999));
+    }
+
+    #[test]
+    fn zoned_timestamp_is_converted_to_utc() {
+        let schema = logical("string", "io.debezium.time.ZonedTimestamp");
+        // 2024-03-01T10:15:30Z is 1_709_288_130.
+        assert_eq!(
+            column(schema.clone(), json!("2024-03-01T10:15:30.123456Z")).unwrap(),
+            ts(1_709_288_130, 123_456_000)
+        );
+        assert_eq!(
+            column(schema.clone(), json!("2024-03-01T12:15:30.5+02:00")).unwrap(),
+            ts(1_709_288_130, 500_000_000)
+        );
+        assert_eq!(
+            column(schema, json!("1969-12-31T23:59:59Z")).unwrap(),
+            ts(-1, 0)
+        );
+    }
+
+    #[test]
+    fn year_is_int() {
+        assert_eq!(
+            column(logical("int32", "io.debezium.time.Year"), json!(2024)).unwrap(),
+            Value::Int(2024)
+        );
+    }
+
+    #[test]
+    fn json_column_keeps_its_text() {
+        let doc = r#"{"lang":"de","tags":["a"]}"#;
+        assert_eq!(
+            column(logical("string", "io.debezium.data.Json"), json!(doc)).unwrap(),
+            Value::Json(doc.into())
+        );
+    }
+
+    #[test]
+    fn enum_and_set_are_text() {
+        let mut schema = logical("string", "io.debezium.data.Enum");
+        schema["parameters"] = json!({"allowed": "active,closed"});
+        assert_eq!(
+            column(schema, json!("active")).unwrap(),
+            Value::Text("active".into())
+        );
+        let schema = logical("string", "io.debezium.data.EnumSet");
+        assert_eq!(
+            column(schema, json!("red,blue")).unwrap(),
+            Value::Text("red,blue".into())
+        );
+    }
+
+    #[test]
+    fn bits_and_bytes_are_bytes() {
+        let bits = logical("bytes", "io.debezium.data.Bits");
+        assert_eq!(
+            column(bits, b64(&[0x05, 0x01])).unwrap(),
+            Value::Bytes(vec![0x05, 0x01])
+        );
+        let bytes = json!({"type": "bytes", "optional": true});
+        assert_eq!(
+            column(bytes, b64(&[0xDE, 0xAD, 0x00])).unwrap(),
+            Value::Bytes(vec![0xDE, 0xAD, 0x00])
+        );
+    }
+
+    #[test]
+    fn integers() {
+        for (type_name, value) in [
+            ("int8", -128),
+            ("int16", 32_767),
+            ("int32", -2_147_483_648),
+            ("int64", i64::MAX),
+        ] {
+            assert_eq!(
+                column(json!({"type": type_name}), json!(value)).unwrap(),
+                Value::Int(value)
+            );
+        }
+    }
+
+    #[test]
+    fn floats_including_non_finite() {
+        assert_eq!(
+            column(json!({"type": "float64"}), json!(0.25)).unwrap(),
+            Value::Float(0.25)
+        );
+        assert_eq!(
+            column(json!({"type": "float32"}), json!(3)).unwrap(),
+            Value::Float(3.0)
+        );
+        let infinite = column(json!({"type": "float64"}), json!("-Infinity")).unwrap();
+        assert_eq!(infinite, Value::Float(f64::NEG_INFINITY));
+        let Value::Float(nan) = column(json!({"type": "float64"}), json!("NaN")).unwrap() else {
+            panic!("not a float");
+        };
+        assert!(nan.is_nan());
+    }
+
+    #[test]
+    fn boolean_string_and_null() {
+        assert_eq!(
+            column(json!({"type": "boolean"}), json!(true)).unwrap(),
+            Value::Boolean(true)
+        );
+        assert_eq!(
+            column(json!({"type": "string"}), json!("Zoë")).unwrap(),
+            Value::Text("Zoë".into())
+        );
+        assert_eq!(
+            column(decimal_schema("2"), Json::Null).unwrap(),
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn full_envelope_with_schema() {
+        let key = br#"{"schema":{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"}],"optional":false,"name":"mysql-server-1.inventory.customers.Key"},"payload":{"id":1004}}"#;
+        let event = change(decode(&record(
+            "mysql-server-1.inventory.customers",
+            Some(key.to_vec()),
+            Some(fixture("customers-create.json")),
+        )));
+        let text = |s: &str| Value::Text(s.into());
+        let after: Vec<_> = event
+            .after
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.name, c.value))
+            .collect();
+        assert_eq!(
+            after,
+            [
+                ("id".into(), Value::Int(1004)),
+                ("first_name".into(), text("Anne")),
+                ("last_name".into(), text("Kretchmar")),
+                ("email".into(), text("annek@noanswer.org")),
+                ("credit".into(), Value::Decimal("-2.00".into())),
+                ("created_at".into(), ts(1_709_288_130, 123_456_000)),
+            ]
+        );
+        assert_eq!(event.op, Operation::Create);
+        assert_eq!(event.before, None);
+        assert_eq!(
+            event.key,
+            Some(vec![Column {
+                name: "id".into(),
+                value: Value::Int(1004)
+            }])
+        );
+        assert_eq!(
+            event.source,
+            Source {
+                connector: "mysql".into(),
+                server: "mysql-server-1".into(),
+                database: "inventory".into(),
+                table: "customers".into(),
+                binlog_file: Some("mysql-bin.000003".into()),
+                binlog_pos: Some(154),
+                gtid: Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:23".into()),
+                snapshot: false,
+                topic: "mysql-server-1.inventory.customers".into(),
+                partition: 2,
+                offset: 41,
+            }
+        );
+        // source.ts_ns wins over the envelope's processing time.
+        assert_eq!(
+            event.commit_time,
+            Timestamp {
+                seconds: 1_709_288_131,
+                nanos: 0
+            }
+        );
+    }
+
+    #[test]
+    fn schemaless_envelope() {
+        let value = json!({
+            "before": {"id": 7, "name": "Łukasz", "score": 1.5, "tags": ["a"], "meta": {"k": null}, "gone": null, "ok": false},
+            "after": {"id": 7, "name": "Łukasz", "score": 2.5, "tags": [], "meta": {}, "gone": null, "ok": true},
+            "source": {"connector": "mariadb", "name": "shop", "ts_ms": 1_714_521_601_250_i64, "snapshot": "false",
+                       "db": "shop", "table": "t", "file": "mysql-bin.000004", "pos": 9, "gtid": "0-1-42"},
+            "op": "u",
+            "ts_ms": 1_714_521_601_999_i64
+        });
+        let event = change(decode_value(&value));
+        let before: Vec<_> = event
+            .before
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.name, c.value))
+            .collect();
+        assert_eq!(
+            before,
+            [
+                ("id".into(), Value::Int(7)),
+                ("name".into(), Value::Text("Łukasz".into())),
+                ("score".into(), Value::Float(1.5)),
+                ("tags".into(), Value::Json(r#"["a"]"#.into())),
+                ("meta".into(), Value::Json(r#"{"k":null}"#.into())),
+                ("gone".into(), Value::Null),
+                ("ok".into(), Value::Boolean(false)),
+            ]
+        );
+        assert_eq!(event.source.connector, "mariadb");
+        assert_eq!(event.source.gtid.as_deref(), Some("0-1-42"));
+        assert_eq!(
+            event.commit_time,
+            Timestamp {
+                seconds: 1_714_521_601,
+                nanos: 250_000_000
+            }
+        );
+    }
+
+    #[test]
+    fn commit_time_falls_back_to_envelope_ts_ms() {
+        let mut value = envelope(json!([]), "c", Json::Null, json!({}));
+        value["payload"]["source"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ts_ms");
+        let event = change(decode_value(&value));
+        assert_eq!(
+            event.commit_time,
+            Timestamp {
+                seconds: 1_714_521_601,
+                nanos: 234_000_000
+            }
+        );
+    }
+
+    #[test]
+    fn every_op_code() {
+        let fields = json!([{"type": "int32", "optional": false, "field": "id"}]);
+        let row = json!({"id": 1});
+        for (code, op, before, after) in [
+            ("c", Operation::Create, Json::Null, row.clone()),
+            ("u", Operation::Update, row.clone(), row.clone()),
+            ("d", Operation::Delete, row.clone(), Json::Null),
+            ("r", Operation::Read, Json::Null, row.clone()),
+            ("t", Operation::Truncate, Json::Null, Json::Null),
+        ] {
+            let event = change(decode_value(&envelope(
+                fields.clone(),
+                code,
+                before.clone(),
+                after.clone(),
+            )));
+            assert_eq!(event.op, op);
+            assert_eq!(event.before.is_some(), !before.is_null(), "{code}");
+            assert_eq!(event.after.is_some(), !after.is_null(), "{code}");
+        }
+    }
+
+    #[test]
+    fn snapshot_markers() {
+        for (marker, snapshot) in [
+            (json!("true"), true),
+            (json!("first"), true),
+            (json!("last_in_data_collection"), true),
+            (json!("last"), true),
+            (json!("incremental"), true),
+            (json!("false"), false),
+            (Json::Null, false),
+        ] {
+            let mut value = envelope(json!([]), "r", Json::Null, json!({}));
+            value["payload"]["source"]["snapshot"] = marker;
+            assert_eq!(change(decode_value(&value)).source.snapshot, snapshot);
+        }
+    }
+
+    #[test]
+    fn tombstone() {
+        let key = br#"{"id":1}"#.to_vec();
+        assert_eq!(
+            decode(&record("shop.shop.t", Some(key), None)).unwrap(),
+            Decoded::Tombstone
+        );
+    }
+
+    #[test]
+    fn schema_change_message() {
+        let key = br#"{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"databaseName"}],"optional":false,"name":"io.debezium.connector.mysql.SchemaChangeKey","version":1},"payload":{"databaseName":"inventory"}}"#;
+        let decoded = decode(&record(
+            "mysql-server-1",
+            Some(key.to_vec()),
+            Some(fixture("schema-change.json")),
+        ));
+        assert_eq!(
+            decoded.unwrap(),
+            Decoded::SchemaChange(SchemaChange {
+                server: "mysql-server-1".into(),
+                database: "inventory".into(),
+                ddl: "ALTER TABLE customers ADD COLUMN middle_name VARCHAR(255) NULL".into(),
+                tables: vec!["inventory.customers".into()],
+                commit_time: Timestamp {
+                    seconds: 1_709_288_200,
+                    nanos: 0
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn heartbeat_by_topic_and_by_schema() {
+        let value = br#"{"schema":{"type":"struct","fields":[{"type":"int64","optional":false,"field":"ts_ms"}],"optional":false,"name":"io.debezium.connector.common.Heartbeat"},"payload":{"ts_ms":1714521600000}}"#;
+        let by_topic = record("__debezium-heartbeat.shop", None, Some(value.to_vec()));
+        assert_eq!(decode(&by_topic).unwrap(), Decoded::Heartbeat);
+        let custom_prefix = record("hb.shop", None, Some(value.to_vec()));
+        assert_eq!(decode(&custom_prefix).unwrap(), Decoded::Heartbeat);
+    }
+
+    #[test]
+    fn keys_with_and_without_schema() {
+        let value = envelope(json!([]), "c", Json::Null, json!({}))
+            .to_string()
+            .into_bytes();
+        let key_of = |key: &[u8]| {
+            decode(&record(
+                "shop.shop.t",
+                Some(key.to_vec()),
+                Some(value.clone()),
+            ))
+        };
+        let expected = Some(vec![
+            Column {
+                name: "order_id".into(),
+                value: Value::Int(100_001),
+            },
+            Column {
+                name: "line_no".into(),
+                value: Value::Int(2),
+            },
+        ]);
+        let with_schema = br#"{"schema":{"type":"struct","fields":[{"type":"int64","optional":false,"field":"order_id"},{"type":"int16","optional":false,"field":"line_no"}],"optional":false,"name":"shop.shop.order_lines.Key"},"payload":{"order_id":100001,"line_no":2}}"#;
+        assert_eq!(change(key_of(with_schema)).key, expected);
+        assert_eq!(
+            change(key_of(br#"{"order_id":100001,"line_no":2}"#)).key,
+            expected
+        );
+        assert_eq!(change(key_of(b"null")).key, None);
+        assert_fails(
+            key_of(b"order-1"),
+            |e| matches!(e, DecodeError::NotJson { part: "key", .. }),
+            "record key is not valid JSON",
+        );
+    }
+
+    #[test]
+    fn value_that_is_not_json() {
+        let result = decode(&record(
+            "shop.shop.t",
+            None,
+            Some(b"{\"op\": \"c\"".to_vec()),
+        ));
+        assert_fails(
+            result,
+            |e| matches!(e, DecodeError::NotJson { part: "value", .. }),
+            "record value is not valid JSON",
+        );
+    }
+
+    #[test]
+    fn value_that_is_an_array() {
+        assert_fails(
+            decode_value(&json!([1, 2])),
+            |e| matches!(e, DecodeError::NotEnvelope { .. }),
+            "invalid type: sequence, expected a JSON object",
+        );
+    }
+
+    #[test]
+    fn schema_that_is_not_a_connect_schema() {
+        let value = json!({"schema": {"fields": []}, "payload": {"op": "c"}});
+        assert_fails(
+            decode_value(&value),
+            |e| matches!(e, DecodeError::NotEnvelope { .. }),
+            "missing field `type`",
+        );
+        let extra = json!({"schema": null, "payload": {}, "op": "c"});
+        assert_fails(
+            decode_value(&extra),
+            |e| matches!(e, DecodeError::NotEnvelope { .. }),
+            "`schema` must come with `payload` and nothing else",
+        );
+    }
+
+    #[test]
+    fn missing_op() {
+        let mut value = envelope(json!([]), "c", Json::Null, json!({}));
+        value["payload"].as_object_mut().unwrap().remove("op");
+        assert_fails(
+            decode_value(&value),
+            |e| matches!(e, DecodeError::MissingField { .. }),
+            "no `op`",
+        );
+    }
+
+    #[test]
+    fn missing_source_field() {
+        let mut value = envelope(json!([]), "c", Json::Null, json!({}));
+        value["payload"]["source"]
+            .as_object_mut()
+            .unwrap()
+            .remove("db");
+        assert_fails(
+            decode_value(&value),
+            |e| matches!(e, DecodeError::MissingField { .. }),
+            "no `source.db`",
+        );
+    }
+
+    #[test]
+    fn unknown_op() {
+        let value = envelope(json!([]), "m", Json::Null, json!({}));
+        assert_fails(
+            decode_value(&value),
+            |e| matches!(e, DecodeError::BadOp { .. }),
+            "unknown Debezium op code \"m\"",
+        );
+    }
+
+    #[test]
+    fn decimal_that_is_not_base64() {
+        assert_fails(
+            column(decimal_schema("2"), json!("12.50")),
+            |e| matches!(e, DecodeError::TypeMismatch { .. }),
+            "`after.c` is declared as org.apache.kafka.connect.data.Decimal but holds string \"12.50\", which is not base64",
+        );
+    }
+
+    #[test]
+    fn int_given_a_string() {
+        assert_fails(
+            column(json!({"type": "int32"}), json!("42")),
+            |e| matches!(e, DecodeError::TypeMismatch { .. }),
+            "`after.c` is declared as int32 but holds string \"42\"",
+        );
+    }
+
+    #[test]
+    fn zoned_timestamp_without_offset() {
+        assert_fails(
+            column(
+                logical("string", "io.debezium.time.ZonedTimestamp"),
+                json!("2024-03-01 10:15:30"),
+            ),
+            |e| matches!(e, DecodeError::TypeMismatch { .. }),
+            "not an ISO-8601 timestamp with offset",
+        );
+    }
+
+    #[test]
+    fn unknown_schema_type() {
+        assert_fails(
+            column(json!({"type": "int128"}), json!(1)),
+            |e| matches!(e, DecodeError::UnknownSchemaType { .. }),
+            "`after.c` has schema type \"int128\", which is not a Kafka Connect type",
+        );
+    }
+
+    #[test]
+    fn absurd_decimal_scale() {
+        assert_fails(
+            column(decimal_schema("2147483647"), b64(&[1])),
+            |e| matches!(e, DecodeError::TypeMismatch { .. }),
+            "out of range",
+        );
+    }
+
+    #[test]
+    fn truncated_utf8() {
+        // "Zoë" cut inside the two bytes of "ë".
+        let mut bytes = br#"{"op":"c","after":{"name":"Zo"#.to_vec();
+        bytes.push(0xC3);
+        bytes.extend_from_slice(br#""}}"#);
+        let result = decode(&record("shop.shop.t", None, Some(bytes)));
+        assert_fails(
+            result,
+            |e| matches!(e, DecodeError::NotJson { .. }),
+            "invalid unicode",
+        );
+    }
+
+    #[test]
+    fn table_ids_are_unquoted() {
+        assert_eq!(unquote_table_id(r#""shop"."customers""#), "shop.customers");
+        assert_eq!(unquote_table_id(r#""we""ird"."t""#), r#"we"ird.t"#);
+        assert_eq!(unquote_table_id("shop.t"), "shop.t");
     }
 }

@@ -238,7 +238,10 @@ mod tests {
         };
         let (a, b) = (object(), object());
         assert_eq!(a, b);
-        assert_eq!((a.meta.first_offset, a.meta.last_offset, a.meta.records), (5, 9, 2));
+        assert_eq!(
+            (a.meta.first_offset, a.meta.last_offset, a.meta.records),
+            (5, 9, 2)
+        );
         let mut text = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&a.body[..]), &mut text)
             .unwrap();

@@ -27,6 +27,25 @@ impl Operation {
     }
 }
 
+impl Value {
+    /// A short name of the value's type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Boolean(_) => "boolean",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Decimal(_) => "decimal",
+            Value::Text(_) => "text",
+            Value::Bytes(_) => "bytes",
+            Value::Json(_) => "json",
+            Value::Date(_) => "date",
+            Value::Time(_) => "time",
+            Value::Timestamp(_) => "timestamp",
+        }
+    }
+}
+
 impl Timestamp {
     pub const EPOCH: Timestamp = Timestamp {
         seconds: 0,
@@ -56,7 +75,9 @@ pub fn value_to_json(value: &Value) -> serde_json::Value {
         Value::Null => J::Null,
         Value::Boolean(b) => J::Bool(*b),
         Value::Int(i) => J::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or_else(|| J::String(f.to_string()), J::Number),
+        Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or_else(|| J::String(f.to_string()), J::Number)
+        }
         Value::Decimal(d) | Value::Text(d) => J::String(d.clone()),
         Value::Bytes(b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
         // A document that does not parse is kept as text rather than lost.
@@ -83,7 +104,12 @@ fn time_of_day(nanos: i64) -> String {
         f if f % 1_000 == 0 => format!(".{:06}", f / 1_000),
         f => format!(".{f:09}"),
     };
-    format!("{sign}{:02}:{:02}:{:02}{fraction}", secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{sign}{:02}:{:02}:{:02}{fraction}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// A row as a JSON object, columns in row order.
@@ -117,7 +143,10 @@ mod tests {
             (Value::Date(19_844), json!("2024-05-01")),
             (Value::Date(-1), json!("1969-12-31")),
             (Value::Time(3_723_000_000_000), json!("01:02:03")),
-            (Value::Time(-(838 * 3600 + 59 * 60 + 59) * 1_000_000_000), json!("-838:59:59")),
+            (
+                Value::Time(-(838 * 3600 + 59 * 60 + 59) * 1_000_000_000),
+                json!("-838:59:59"),
+            ),
             (Value::Time(1_500_000), json!("00:00:00.001500")),
             (Value::Timestamp(ts), json!("2024-05-01T00:00:00.250Z")),
         ];
@@ -132,6 +161,9 @@ mod tests {
         assert_eq!(render(0, 0), "1970-01-01T00:00:00Z");
         assert_eq!(render(-1, 5), "1969-12-31T23:59:59.000000005Z");
         assert_eq!(render(253_402_300_799, 0), "9999-12-31T23:59:59Z");
-        assert_eq!(render(1_714_521_600, 250_000), "2024-05-01T00:00:00.000250Z");
+        assert_eq!(
+            render(1_714_521_600, 250_000),
+            "2024-05-01T00:00:00.000250Z"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! The data path is [`pipeline`]: source → decode → transform → batch/encode → sink → ack.
 
 pub mod batch;
+pub mod config;
 pub mod decode;
 pub mod encode;
 pub mod event;

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use crate::batch::{Batcher, PartitionTemplate, Rotation, Window};
+use crate::batch::{Batcher, Marker, PartitionTemplate, Rotation, TopicPartition, Window};
 use crate::decode::{self, Decoded, KafkaRecord, SchemaChange};
-use crate::encode::Reason;
+use crate::encode::{Object, Reason};
 use crate::event::{Column, OutputRecord, Timestamp, Value};
 use crate::sink::{Sink, SinkError};
 use crate::source::{Source, SourceError};
@@ -31,6 +31,8 @@ pub struct Options {
     pub batch_size: usize,
     pub rotation: Rotation,
     pub template: PartitionTemplate,
+    /// Stop once no record has arrived for this long and every window is written.
+    pub stop_when_idle: Option<Duration>,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             batch_size: 256,
             rotation: Rotation::default(),
             template: PartitionTemplate::default(),
+            stop_when_idle: None,
         }
     }
 }
@@ -50,7 +53,7 @@ pub struct Summary {
     pub records_in: u64,
     /// Row changes handed to the transform.
     pub change_events: u64,
-    /// Rows written to destinations.
+    /// Rows written to destinations (schema changes included).
     pub records_out: u64,
     /// Records written to the dead-letter prefix.
     pub dead_letters: u64,
@@ -101,7 +104,7 @@ pub enum Emit {
     Heartbeat,
 }
 
-/// Runs the pipeline until the source ends.
+/// Runs the pipeline until the source ends (or, with `stop_when_idle`, goes quiet).
 pub async fn run<S: Source, K: Sink>(
     source: &mut S,
     transform: &mut dyn Transform,
@@ -116,8 +119,13 @@ pub async fn run<S: Source, K: Sink>(
         transform.digest(),
     );
     let mut summary = Summary::default();
+    let mut last_record = Instant::now();
 
     while let Some(records) = source.poll(options.batch_size).await? {
+        for revoked in source.revoked() {
+            batcher.abandon(&revoked);
+        }
+
         // Decode and transform: CPU-bound and this task's only work, so it runs inline.
         let transformed = transform_records(&records, transform);
         summary.change_events += transformed.change_events;
@@ -127,6 +135,11 @@ pub async fn run<S: Source, K: Sink>(
         let mut closed = Vec::new();
         for (record, emits) in records.iter().zip(transformed.emitted) {
             summary.records_in += 1;
+            closed.extend(batcher.close_before(record));
+            if batcher.needs_marker(record) {
+                let end = replay_end(sink, &batcher, record).await?;
+                batcher.open(record, end);
+            }
             for emit in emits {
                 match emit {
                     Emit::Output(output, time) => {
@@ -135,6 +148,7 @@ pub async fn run<S: Source, K: Sink>(
                     }
                     Emit::SchemaChange(output, time) => {
                         summary.schema_changes += 1;
+                        summary.records_out += 1;
                         batcher.add_output(record, &output, time);
                     }
                     Emit::DeadLetter(reason) => {
@@ -147,12 +161,22 @@ pub async fn run<S: Source, K: Sink>(
             }
             closed.extend(batcher.consumed(record));
         }
+        closed.extend(batcher.close_expired());
 
         // Encode, write, and commit what is durable.
         for window in closed {
             write_window(&batcher, window, sink, source, &mut summary).await?;
         }
         progress.inc(records.len() as u64);
+
+        if !records.is_empty() {
+            last_record = Instant::now();
+        } else if options
+            .stop_when_idle
+            .is_some_and(|idle| batcher.is_idle() && last_record.elapsed() >= idle)
+        {
+            break;
+        }
     }
 
     for window in batcher.close_all() {
@@ -162,7 +186,41 @@ pub async fn run<S: Source, K: Sink>(
     Ok(summary)
 }
 
-/// Encodes a closed window, makes every object durable, then commits the offset after it.
+/// The end recorded by a marker at `record`'s offset: a window that was being written when
+/// the last owner stopped. A marker left by another transform version belongs to objects
+/// this version would not overwrite, so they are deleted and the range written afresh.
+async fn replay_end<K: Sink>(
+    sink: &K,
+    batcher: &Batcher,
+    record: &KafkaRecord,
+) -> Result<Option<i64>, PipelineError> {
+    let source = TopicPartition {
+        topic: record.topic.clone(),
+        partition: record.partition,
+    };
+    let Some(bytes) = sink.get(&Marker::key(&source, record.offset)).await? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice::<Marker>(&bytes) {
+        Ok(marker) if marker.transform == batcher.digest() => Ok(Some(marker.next_offset)),
+        Ok(marker) => {
+            tracing::info!(topic = %source.topic, partition = source.partition,
+                offset = record.offset, "replacing a partial window of another transform version");
+            for key in &marker.objects {
+                sink.delete(key).await?;
+            }
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::warn!(topic = %source.topic, partition = source.partition,
+                "ignoring an unreadable window marker: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// Writes a closed window: its marker, every object, then the offset commit, then the
+/// marker's removal. A crash anywhere before the commit replays the same window.
 async fn write_window<S: Source, K: Sink>(
     batcher: &Batcher,
     window: Window,
@@ -170,13 +228,36 @@ async fn write_window<S: Source, K: Sink>(
     source: &mut S,
     summary: &mut Summary,
 ) -> Result<(), PipelineError> {
-    let (partition, next_offset) = (window.source.clone(), window.next_offset);
-    for object in batcher.objects(window)? {
-        sink.put(&object).await?;
+    let (partition, first_offset, next_offset) = (
+        window.source.clone(),
+        window.first_offset,
+        window.next_offset,
+    );
+    let objects = batcher.objects(window)?;
+    let marker_key = Marker::key(&partition, first_offset);
+    if !objects.is_empty() {
+        let marker = Marker {
+            next_offset,
+            transform: batcher.digest().to_string(),
+            objects: objects.iter().map(|o| o.key.clone()).collect(),
+        };
+        let meta = objects[0].meta.clone();
+        sink.put(&Object {
+            key: marker_key.clone(),
+            body: serde_json::to_vec(&marker).expect("a marker serializes"),
+            meta,
+        })
+        .await?;
+    }
+    for object in &objects {
+        sink.put(object).await?;
         summary.objects += 1;
         summary.bytes_written += object.body.len() as u64;
     }
     source.commit(&partition, next_offset).await?;
+    if !objects.is_empty() {
+        sink.delete(&marker_key).await?;
+    }
     Ok(())
 }
 
@@ -245,7 +326,10 @@ pub fn transform_records(records: &[KafkaRecord], transform: &mut dyn Transform)
             }
         }
         Err(failure) => {
-            tracing::warn!(events = events.len(), "{failure}; the batch goes to the dead-letter prefix");
+            tracing::warn!(
+                events = events.len(),
+                "{failure}; the batch goes to the dead-letter prefix"
+            );
             transformed.failed_call = true;
             let reason = Reason {
                 stage: "transform",

@@ -1,5 +1,7 @@
 //! The source stage: Kafka records in, offsets committed back.
 
+pub mod kafka;
+
 use std::collections::BTreeMap;
 
 use crate::batch::TopicPartition;
@@ -24,6 +26,12 @@ pub trait Source {
         source: &TopicPartition,
         next_offset: i64,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Partitions taken away since the last call (a consumer-group rebalance): their open
+    /// windows are abandoned, not written, because the next owner re-reads them.
+    fn revoked(&mut self) -> Vec<TopicPartition> {
+        Vec::new()
+    }
 
     /// How many records there are in all, when known (for a progress bar).
     fn len_hint(&self) -> Option<u64>;
@@ -54,7 +62,11 @@ impl Source for MemorySource {
         Ok((!batch.is_empty()).then_some(batch))
     }
 
-    async fn commit(&mut self, source: &TopicPartition, next_offset: i64) -> Result<(), SourceError> {
+    async fn commit(
+        &mut self,
+        source: &TopicPartition,
+        next_offset: i64,
+    ) -> Result<(), SourceError> {
         self.committed.insert(source.clone(), next_offset);
         Ok(())
     }
@@ -98,7 +110,11 @@ fn fixture_record(line_no: i64, line: &str) -> KafkaRecord {
                 .collect::<Vec<_>>()
                 .join(".");
             KafkaRecord {
-                topic: if topic.is_empty() { "fixture".into() } else { topic },
+                topic: if topic.is_empty() {
+                    "fixture".into()
+                } else {
+                    topic
+                },
                 partition: 0,
                 offset: line_no,
                 timestamp_ms: source["ts_ms"].as_i64(),

@@ -1,10 +1,11 @@
 //! One file per subcommand, each a `clap::Args` with a `run` method.
 
+mod infra;
 mod run;
 mod sample;
 mod test;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ enum Command {
     Run(run::Run),
     Test(test::Test),
     Sample(sample::Sample),
+    Infra(infra::Infra),
 }
 
 impl Cli {
@@ -32,6 +34,7 @@ impl Cli {
             Command::Run(cmd) => cmd.run(),
             Command::Test(cmd) => cmd.run(),
             Command::Sample(cmd) => cmd.run(),
+            Command::Infra(cmd) => cmd.run(),
         }
     }
 }
@@ -57,24 +60,39 @@ struct TransformArgs {
 
 impl TransformArgs {
     fn load(&self, config: &[(String, String)]) -> anyhow::Result<WasmTransform> {
-        let wasm = std::fs::read(&self.transform).with_context(|| {
-            format!(
-                "reading the transform {}; build a guest with \
-                 `cargo build --release --target wasm32-wasip2` (see guest-examples/)",
-                self.transform.display()
-            )
-        })?;
-        let cache_dir = self.cache_dir.clone().or_else(default_cache_dir);
-        let sandbox = Sandbox::new(cache_dir)?;
-        let limits = Limits {
-            memory: self.memory_mb << 20,
-            call_timeout: Duration::from_millis(self.timeout_ms),
-        };
-        let config: TransformConfig = config.iter().cloned().collect();
-        sandbox
-            .load(&wasm, config, limits)
-            .with_context(|| format!("loading {}", self.transform.display()))
+        load_transform(
+            &self.transform,
+            self.memory_mb,
+            self.timeout_ms,
+            self.cache_dir.clone(),
+            config.iter().cloned().collect(),
+        )
     }
+}
+
+/// Reads, compiles (or takes from the cache) and initialises a transform component.
+fn load_transform(
+    path: &Path,
+    memory_mb: usize,
+    timeout_ms: u64,
+    cache_dir: Option<PathBuf>,
+    config: TransformConfig,
+) -> anyhow::Result<WasmTransform> {
+    let wasm = std::fs::read(path).with_context(|| {
+        format!(
+            "reading the transform {}; build a guest with \
+             `cargo build --release --target wasm32-wasip2` (see guest-examples/)",
+            path.display()
+        )
+    })?;
+    let sandbox = Sandbox::new(cache_dir.or_else(default_cache_dir))?;
+    let limits = Limits {
+        memory: memory_mb << 20,
+        call_timeout: Duration::from_millis(timeout_ms),
+    };
+    sandbox
+        .load(&wasm, config, limits)
+        .with_context(|| format!("loading {}", path.display()))
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

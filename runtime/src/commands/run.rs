@@ -1,51 +1,101 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::watch;
 use wrt::batch::{PartitionTemplate, Rotation};
+use wrt::config::{
+    BatchConfig, FileSource, LocalSink, PipelineConfig, SinkConfig, SourceConfig, TransformSection,
+};
 use wrt::pipeline::{self, Options, Summary};
-use wrt::sink::LocalDir;
-use wrt::source::{self, MemorySource, Source};
+use wrt::sink::{LocalDir, Sink, s3::S3};
+use wrt::source::{self, MemorySource, Source, kafka::Kafka};
 use wrt::transform::Transform;
 
-use super::{TransformArgs, key_value};
+use super::{key_value, load_transform};
 
 /// Run a transform over change events and write the results as objects.
 ///
-/// With no input named, it reads the bundled sample stream (an e-commerce database's
-/// Debezium events: snapshot reads, inserts, updates, deletes) and writes into a local
-/// folder laid out exactly as the S3 bucket will be.
+/// With a transform and nothing else, it reads the bundled sample stream (an e-commerce
+/// database's Debezium events: snapshot reads, inserts, updates, deletes) and writes into a
+/// local folder laid out exactly as the S3 bucket will be. With --config, it runs the
+/// pipeline a `pipeline.toml` describes (Kafka → transform → S3) until stopped; SIGTERM or
+/// Ctrl-C writes what is buffered, commits, and exits.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  \
-    wrt run guest-examples/target/wasm32-wasip2/release/pii_mask.wasm --set salt=s3cret --out lake")]
+#[command(after_help = "Examples:\n  \
+    wrt run guest-examples/target/wasm32-wasip2/release/pii_mask.wasm --set salt=s3cret --out lake\n  \
+    wrt run --config pipeline.toml --check\n  \
+    wrt run --config pipeline.toml")]
 pub struct Run {
-    #[command(flatten)]
-    transform: TransformArgs,
+    /// The transform, a WebAssembly component built against sdk/wit/ (without --config).
+    #[arg(required_unless_present = "config", conflicts_with = "config")]
+    transform: Option<PathBuf>,
+
+    /// Run the pipeline described in this file (see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Validate the configuration and the transform, then exit without connecting.
+    #[arg(long)]
+    check: bool,
 
     /// Read these events (JSON Lines, as `wrt sample` writes) instead of the bundled sample.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
     events: Option<PathBuf>,
 
     /// The folder standing in for the S3 bucket.
-    #[arg(long, default_value = "lake", value_name = "DIR")]
+    #[arg(
+        long,
+        default_value = "lake",
+        value_name = "DIR",
+        conflicts_with = "config"
+    )]
     out: PathBuf,
 
     /// Transform configuration, repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = key_value)]
-    config: Vec<(String, String)>,
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = key_value, conflicts_with = "config")]
+    settings: Vec<(String, String)>,
 
     /// Source records per transform call.
-    #[arg(long, default_value_t = Options::default().batch_size, value_name = "N")]
+    #[arg(long, default_value_t = BatchConfig::default().batch_size, value_name = "N", conflicts_with = "config")]
     batch_size: usize,
 
     /// Source records per object window (per Kafka partition).
-    #[arg(long, default_value_t = Rotation::default().max_records, value_name = "N")]
+    #[arg(long, default_value_t = BatchConfig::default().max_records, value_name = "N", conflicts_with = "config")]
     max_records: u64,
 
     /// Hive-style path under each destination, from the commit time.
-    #[arg(long, default_value = "dt={yyyy}-{MM}-{dd}", value_name = "TEMPLATE")]
+    #[arg(long, default_value_t = BatchConfig::default().partition_template, value_name = "TEMPLATE",
+          conflicts_with = "config")]
     partition_template: String,
+
+    /// Most linear memory one transform instance may use, in MiB.
+    #[arg(
+        long,
+        default_value_t = 128,
+        value_name = "MIB",
+        conflicts_with = "config"
+    )]
+    memory_mb: usize,
+
+    /// Longest one transform call may run, in milliseconds.
+    #[arg(
+        long,
+        default_value_t = 5_000,
+        value_name = "MS",
+        conflicts_with = "config"
+    )]
+    timeout_ms: u64,
+
+    /// Where compiled components are cached.
+    #[arg(long, env = "WRT_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Stop once no record has arrived for this many seconds and all is written.
+    #[arg(long, value_name = "SECS")]
+    stop_when_idle: Option<f64>,
 
     /// Print the summary as JSON on standard output.
     #[arg(long)]
@@ -54,56 +104,168 @@ pub struct Run {
 
 impl Run {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let template = PartitionTemplate::parse(&self.partition_template)
-            .map_err(anyhow::Error::msg)
-            .context("--partition-template")?;
-        anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
-        anyhow::ensure!(self.max_records > 0, "--max-records must be at least 1");
+        let config = match &self.config {
+            Some(path) => PipelineConfig::load(path)?,
+            None => {
+                let config = self.local_config();
+                config.validate().map_err(|errors| {
+                    anyhow::anyhow!(wrt::config::LoadError::Invalid(errors).to_string())
+                })?;
+                config
+            }
+        };
+        let section = &config.transform;
+        let mut transform = load_transform(
+            &section.path,
+            section.memory_mb,
+            section.timeout_ms,
+            self.cache_dir.clone(),
+            section.config.clone(),
+        )?;
+        if self.check {
+            println!(
+                "ok: the configuration is valid and {} loads ({})",
+                section.path.display(),
+                &transform.digest()[..12]
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         let options = Options {
-            batch_size: self.batch_size,
+            batch_size: config.batch.batch_size,
             rotation: Rotation {
-                max_records: self.max_records,
-                ..Rotation::default()
+                max_records: config.batch.max_records,
+                max_bytes: config.batch.max_bytes,
+                max_age: Duration::from_millis(config.batch.max_age_ms),
             },
-            template,
+            template: PartitionTemplate::parse(&config.batch.partition_template)
+                .map_err(anyhow::Error::msg)?,
+            stop_when_idle: self.stop_when_idle.map(Duration::from_secs_f64),
         };
-        let records = match &self.events {
-            Some(path) => source::records_from_jsonl(
-                &std::fs::read_to_string(path)
-                    .with_context(|| format!("reading events from {}", path.display()))?,
-            ),
-            None => wrt::sample::sample_records(),
-        };
-        let mut transform = self.transform.load(&self.config)?;
-        let mut source = MemorySource::new(records);
-        let sink = LocalDir::new(&self.out);
 
-        let progress = ProgressBar::new(source.len_hint().unwrap_or(0)).with_style(
-            ProgressStyle::with_template(
-                "{spinner} {bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
-            )
-            .expect("a valid template"),
-        );
         let runtime = tokio::runtime::Runtime::new()?;
-        let summary = runtime.block_on(pipeline::run(
-            &mut source,
-            &mut transform,
-            &sink,
-            &options,
-            &progress,
-        ))?;
-        progress.finish_and_clear();
+        let summary = runtime.block_on(async {
+            let (stop, stopped) = watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("stopping: writing what is buffered, then committing");
+                let _ = stop.send(true);
+            });
+            match &config.sink {
+                SinkConfig::Local(local) => {
+                    let sink = LocalDir::new(&local.path);
+                    run_from_source(&config, &mut transform, &sink, &options, stopped).await
+                }
+                SinkConfig::S3(s3) => {
+                    let sink = S3::new(s3).await;
+                    sink.check().await.context(
+                        "the bucket is not reachable; check sink.bucket, sink.endpoint-url and \
+                         the AWS credentials",
+                    )?;
+                    run_from_source(&config, &mut transform, &sink, &options, stopped).await
+                }
+            }
+        })?;
 
         if self.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
-            print_summary(&summary, &transform, &self.out);
+            print_summary(&summary, &transform, &config.sink);
         }
         Ok(ExitCode::SUCCESS)
     }
+
+    /// The pipeline that the flags describe: a local input into a local folder.
+    fn local_config(&self) -> PipelineConfig {
+        PipelineConfig {
+            name: "local".into(),
+            source: match &self.events {
+                Some(path) => SourceConfig::File(FileSource { path: path.clone() }),
+                None => SourceConfig::Sample,
+            },
+            transform: TransformSection {
+                path: self.transform.clone().unwrap_or_default(),
+                memory_mb: self.memory_mb,
+                timeout_ms: self.timeout_ms,
+                config: self.settings.iter().cloned().collect(),
+            },
+            batch: BatchConfig {
+                batch_size: self.batch_size,
+                max_records: self.max_records,
+                partition_template: self.partition_template.clone(),
+                ..BatchConfig::default()
+            },
+            sink: SinkConfig::Local(LocalSink {
+                path: self.out.clone(),
+            }),
+        }
+    }
 }
 
-fn print_summary(s: &Summary, transform: &dyn Transform, out: &std::path::Path) {
+async fn run_from_source<K: Sink>(
+    config: &PipelineConfig,
+    transform: &mut dyn Transform,
+    sink: &K,
+    options: &Options,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<Summary> {
+    match &config.source {
+        SourceConfig::Kafka(kafka) => {
+            let mut source = Kafka::connect(kafka, &config.group_id(kafka), stopped)
+                .context("connecting to Kafka; check source.brokers and source.properties")?;
+            drive(&mut source, transform, sink, options).await
+        }
+        SourceConfig::Sample => {
+            let mut source = MemorySource::new(wrt::sample::sample_records());
+            drive(&mut source, transform, sink, options).await
+        }
+        SourceConfig::File(file) => {
+            let text = std::fs::read_to_string(&file.path)
+                .with_context(|| format!("reading events from {}", file.path.display()))?;
+            let mut source = MemorySource::new(source::records_from_jsonl(&text));
+            drive(&mut source, transform, sink, options).await
+        }
+    }
+}
+
+async fn drive<S: Source, K: Sink>(
+    source: &mut S,
+    transform: &mut dyn Transform,
+    sink: &K,
+    options: &Options,
+) -> anyhow::Result<Summary> {
+    let progress = match source.len_hint() {
+        Some(len) => ProgressBar::new(len).with_style(
+            ProgressStyle::with_template(
+                "{spinner} {bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
+            )
+            .expect("a valid template"),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {pos} records  {per_sec}")
+                .expect("a valid template"),
+        ),
+    };
+    let summary = pipeline::run(source, transform, sink, options, &progress).await?;
+    progress.finish_and_clear();
+    Ok(summary)
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+fn print_summary(s: &Summary, transform: &dyn Transform, sink: &SinkConfig) {
     println!(
         "wrt run: {} records in {:.2} s ({:.0} records/s), transform {}",
         s.records_in,
@@ -123,11 +285,14 @@ fn print_summary(s: &Summary, transform: &dyn Transform, out: &std::path::Path) 
     for (name, n) in rows {
         println!("  {name:<16}{n:>10}");
     }
+    let target = match sink {
+        SinkConfig::Local(local) => local.path.display().to_string(),
+        SinkConfig::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.prefix),
+    };
     println!(
-        "  {:<16}{:>10}  ({:.1} MiB under {})",
+        "  {:<16}{:>10}  ({:.1} MiB under {target})",
         "objects",
         s.objects,
         s.bytes_written as f64 / (1 << 20) as f64,
-        out.display()
     );
 }

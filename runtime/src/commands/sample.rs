@@ -6,7 +6,9 @@ use anyhow::Context;
 
 /// Write the bundled sample CDC stream (Debezium events of a small shop) as JSON Lines.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  wrt sample --out events.jsonl\n  wrt test pii_mask.wasm --events events.jsonl")]
+#[command(
+    after_help = "Example:\n  wrt sample --out events.jsonl\n  wrt test pii_mask.wasm --events events.jsonl"
+)]
 pub struct Sample {
     /// Write here instead of standard output.
     #[arg(long, value_name = "FILE")]
@@ -26,8 +28,9 @@ impl Sample {
             text.push('\n');
         }
         match &self.out {
-            Some(path) => std::fs::write(path, text)
-                .with_context(|| format!("writing {}", path.display()))?,
+            Some(path) => {
+                std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+            }
             None => std::io::stdout().lock().write_all(text.as_bytes())?,
         }
         Ok(ExitCode::SUCCESS)

@@ -112,7 +112,11 @@ fn emit_line(record: &KafkaRecord, emit: &Emit) -> String {
 /// Re-serialises each line so spacing in a hand-written expectation does not matter.
 fn normalise(text: &str) -> anyhow::Result<String> {
     let mut out = String::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let value: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("line {}", n + 1))?;
         out.push_str(&value.to_string());

@@ -151,10 +151,17 @@ impl Sandbox {
         self.instantiate(&self.compile(wasm)?, config, limits)
     }
 
-    fn compile_cached(&self, wasm: &[u8], digest: &str, dir: &Path) -> Result<Component, LoadError> {
+    fn compile_cached(
+        &self,
+        wasm: &[u8],
+        digest: &str,
+        dir: &Path,
+    ) -> Result<Component, LoadError> {
         // Precompiled code is only valid for the engine that made it.
         let mut engine_hash = std::hash::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
         let path = dir.join(format!("{digest}-{:016x}.cwasm", engine_hash.finish()));
         if path.exists() {
             if let Ok(component) = deserialize(&self.engine, &path) {
@@ -231,7 +238,10 @@ impl Transform for WasmTransform {
                 }
             })?,
         };
-        let watermark = events.iter().map(|e| e.commit_time).max_by_key(|t| (t.seconds, t.nanos));
+        let watermark = events
+            .iter()
+            .map(|e| e.commit_time)
+            .max_by_key(|t| (t.seconds, t.nanos));
         live.store.data_mut().watermark = watermark.unwrap_or(Timestamp {
             seconds: 0,
             nanos: 0,
@@ -300,7 +310,11 @@ impl Live {
             .instantiate(&mut store)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let mut live = Live { store, bindings };
-        match live.bindings.wrt_transform_transform().call_init(&mut live.store) {
+        match live
+            .bindings
+            .wrt_transform_transform()
+            .call_init(&mut live.store)
+        {
             Ok(Ok(())) => Ok(live),
             Ok(Err(reason)) => Err(LoadError::Init(reason)),
             Err(e) => Err(LoadError::Init(live.classify(&e).to_string())),

@@ -1,0 +1,591 @@
+//! MSK Connect: the worker configuration, the Debezium custom plugin and the connector.
+//!
+//! moto does not implement MSK Connect, so these requests are unit-tested against recorded
+//! request shapes (`fixtures/msk-connect/`) instead of a server.
+
+use std::collections::HashMap;
+
+use aws_sdk_kafkaconnect::error::BuildError;
+use aws_sdk_kafkaconnect::operation::create_connector::builders::CreateConnectorFluentBuilder;
+use aws_sdk_kafkaconnect::types::{
+    ApacheKafkaCluster, Capacity, ConnectorState, CustomPlugin, CustomPluginContentType,
+    CustomPluginLocation, CustomPluginState, KafkaCluster, KafkaClusterClientAuthentication,
+    KafkaClusterClientAuthenticationType, KafkaClusterEncryptionInTransit,
+    KafkaClusterEncryptionInTransitType, Plugin, ProvisionedCapacity, S3Location, Vpc,
+    WorkerConfiguration,
+};
+use base64::Engine;
+
+use crate::aws::{STACK_TAG, wait_until};
+use crate::error::{Error, Result, aws};
+use crate::plan::{Bucket, Resource, Tier};
+use crate::stack::{Found, Ids, Stack};
+
+/// A request that cannot be built is our bug, reported like a failed call.
+fn built(op: &'static str) -> impl Fn(BuildError) -> Error {
+    move |e| Error::Aws {
+        op: op.into(),
+        code: None,
+        message: format!("building the request: {e}"),
+    }
+}
+
+/// Everything the connector request names, gathered from resources made earlier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorFacts {
+    pub db_endpoint: String,
+    pub bootstrap_servers: String,
+    pub subnets: Vec<String>,
+    pub security_group: String,
+    pub role_arn: String,
+    pub plugin: (String, i64),
+    pub worker_configuration: (String, i64),
+}
+
+impl Stack {
+    fn connect_tags(&self, r: Resource) -> HashMap<String, String> {
+        HashMap::from([
+            (STACK_TAG.to_owned(), self.t.stack.clone()),
+            ("Name".to_owned(), self.t.name(r)),
+        ])
+    }
+
+    /// The worker properties: JSON records, and the password resolved from Secrets Manager
+    /// by the MSK config provider (bundled in the plugin zip) instead of sitting in the config.
+    pub(crate) fn worker_properties(&self) -> String {
+        format!(
+            "key.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             value.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             config.providers=secretsmanager\n\
+             config.providers.secretsmanager.class=com.amazonaws.kafka.config.providers.SecretsManagerConfigProvider\n\
+             config.providers.secretsmanager.param.region={}\n",
+            self.t.region
+        )
+    }
+
+    /// The Debezium MySQL connector's configuration.
+    pub(crate) fn connector_configuration(
+        &self,
+        facts: &ConnectorFacts,
+    ) -> HashMap<String, String> {
+        let db = &self.t.database;
+        let c = &self.t.connector;
+        [
+            (
+                "connector.class",
+                "io.debezium.connector.mysql.MySqlConnector".into(),
+            ),
+            ("tasks.max", "1".into()),
+            ("database.hostname", facts.db_endpoint.clone()),
+            ("database.port", "3306".into()),
+            ("database.user", db.master_username.clone()),
+            (
+                "database.password",
+                format!(
+                    "${{secretsmanager:{}:password}}",
+                    self.t.name(Resource::DbSecret)
+                ),
+            ),
+            ("database.server.id", c.server_id.to_string()),
+            ("database.include.list", db.database_name.clone()),
+            ("topic.prefix", c.topic_prefix.clone()),
+            ("include.schema.changes", "true".into()),
+            (
+                "schema.history.internal.kafka.bootstrap.servers",
+                facts.bootstrap_servers.clone(),
+            ),
+            (
+                "schema.history.internal.kafka.topic",
+                format!("_schema-history.{}", c.topic_prefix),
+            ),
+            (
+                "schema.history.internal.producer.security.protocol",
+                "SSL".into(),
+            ),
+            (
+                "schema.history.internal.consumer.security.protocol",
+                "SSL".into(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// The CreateConnector request.
+    pub(crate) fn connector_request(
+        &self,
+        facts: &ConnectorFacts,
+    ) -> Result<CreateConnectorFluentBuilder> {
+        let op = "kafkaconnect:CreateConnector";
+        let c = &self.t.connector;
+        let r = Resource::Connector;
+        let vpc = Vpc::builder()
+            .set_subnets(Some(facts.subnets.clone()))
+            .security_groups(&facts.security_group)
+            .build()
+            .map_err(built(op))?;
+        let cluster = ApacheKafkaCluster::builder()
+            .bootstrap_servers(&facts.bootstrap_servers)
+            .vpc(vpc)
+            .build()
+            .map_err(built(op))?;
+        let (plugin_arn, plugin_revision) = &facts.plugin;
+        let plugin = CustomPlugin::builder()
+            .custom_plugin_arn(plugin_arn)
+            .revision(*plugin_revision)
+            .build()
+            .map_err(built(op))?;
+        let (worker_arn, worker_revision) = &facts.worker_configuration;
+        let worker = WorkerConfiguration::builder()
+            .worker_configuration_arn(worker_arn)
+            .revision(*worker_revision)
+            .build()
+            .map_err(built(op))?;
+        let capacity = ProvisionedCapacity::builder()
+            .mcu_count(c.mcu_count)
+            .worker_count(c.workers)
+            .build();
+        Ok((self.c.connect.create_connector())
+            .connector_name(self.t.name(r))
+            .connector_description(format!(
+                "wrt stack {}: {}",
+                self.t.stack,
+                self.t.describe(r)
+            ))
+            .capacity(Capacity::builder().provisioned_capacity(capacity).build())
+            .set_connector_configuration(Some(self.connector_configuration(facts)))
+            .kafka_cluster(
+                KafkaCluster::builder()
+                    .apache_kafka_cluster(cluster)
+                    .build(),
+            )
+            .kafka_cluster_client_authentication(
+                KafkaClusterClientAuthentication::builder()
+                    .authentication_type(KafkaClusterClientAuthenticationType::None)
+                    .build()
+                    .map_err(built(op))?,
+            )
+            .kafka_cluster_encryption_in_transit(
+                KafkaClusterEncryptionInTransit::builder()
+                    .encryption_type(KafkaClusterEncryptionInTransitType::Tls)
+                    .build()
+                    .map_err(built(op))?,
+            )
+            .kafka_connect_version(&c.kafka_connect_version)
+            .plugins(Plugin::builder().custom_plugin(plugin).build())
+            .service_execution_role_arn(&facts.role_arn)
+            .worker_configuration(worker)
+            .set_tags(Some(self.connect_tags(r))))
+    }
+
+    /// Picks this stack's live item named like `r` from a listing of `(name, arn, deleting)`.
+    async fn connect_find<'a>(
+        &self,
+        r: Resource,
+        listed: impl Iterator<Item = (Option<&'a str>, Option<&'a str>, bool)>,
+    ) -> Result<Option<Found>> {
+        let name = self.t.name(r);
+        let arn = listed
+            .filter(|(n, _, deleting)| *n == Some(name.as_str()) && !deleting)
+            .find_map(|(_, arn, _)| arn);
+        let Some(arn) = arn else { return Ok(None) };
+        let tags = (self.c.connect.list_tags_for_resource().resource_arn(arn))
+            .send()
+            .await
+            .map_err(aws("kafkaconnect:ListTagsForResource"))?;
+        let tags = tags.tags().into_iter().flatten();
+        self.claim(r, tags.map(|(k, v)| (k.as_str(), v.as_str())))?;
+        Ok(Some(Found::new(arn)))
+    }
+
+    pub(crate) async fn observe_worker_configuration(&self) -> Result<Option<Found>> {
+        let r = Resource::WorkerConfiguration;
+        let out = (self
+            .c
+            .connect
+            .list_worker_configurations()
+            .name_prefix(self.t.name(r)))
+        .send()
+        .await
+        .map_err(aws("kafkaconnect:ListWorkerConfigurations"))?;
+        let listed = out.worker_configurations().iter().map(|w| {
+            let deleting = w
+                .worker_configuration_state()
+                .is_some_and(|s| s.as_str() == "DELETING");
+            (w.name(), w.worker_configuration_arn(), deleting)
+        });
+        self.connect_find(r, listed).await
+    }
+
+    pub(crate) async fn create_worker_configuration(&self) -> Result<String> {
+        let r = Resource::WorkerConfiguration;
+        let properties = base64::engine::general_purpose::STANDARD.encode(self.worker_properties());
+        let out = (self.c.connect.create_worker_configuration())
+            .name(self.t.name(r))
+            .description(format!(
+                "wrt stack {}: {}",
+                self.t.stack,
+                self.t.describe(r)
+            ))
+            .properties_file_content(properties)
+            .set_tags(Some(self.connect_tags(r)))
+            .send()
+            .await
+            .map_err(aws("kafkaconnect:CreateWorkerConfiguration"))?;
+        Ok(out.worker_configuration_arn().unwrap_or_default().into())
+    }
+
+    pub(crate) async fn delete_worker_configuration(&self, arn: &str) -> Result<()> {
+        (self
+            .c
+            .connect
+            .delete_worker_configuration()
+            .worker_configuration_arn(arn))
+        .send()
+        .await
+        .map_err(aws("kafkaconnect:DeleteWorkerConfiguration"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn observe_custom_plugin(&self) -> Result<Option<Found>> {
+        let r = Resource::CustomPlugin;
+        let out = (self
+            .c
+            .connect
+            .list_custom_plugins()
+            .name_prefix(self.t.name(r)))
+        .send()
+        .await
+        .map_err(aws("kafkaconnect:ListCustomPlugins"))?;
+        let listed = out.custom_plugins().iter().map(|p| {
+            let deleting = p.custom_plugin_state() == Some(&CustomPluginState::Deleting);
+            (p.name(), p.custom_plugin_arn(), deleting)
+        });
+        self.connect_find(r, listed).await
+    }
+
+    pub(crate) async fn create_custom_plugin(&self) -> Result<String> {
+        let r = Resource::CustomPlugin;
+        let op = "kafkaconnect:CreateCustomPlugin";
+        let (bucket, key) = (self.t.registry_bucket(), &self.t.connector.plugin_key);
+        // The zip is the user's to provide (Debezium is not ours to download): say so plainly.
+        if let Err(e) = self
+            .c
+            .s3
+            .head_object()
+            .bucket(&bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            return Err(match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(404) => Error::Conflict {
+                    resource: format!("custom plugin {}", self.t.name(r)),
+                    message: format!(
+                        "s3://{bucket}/{key} is missing: upload the Debezium MySQL connector zip \
+                         (with the MSK config providers) there first; see infra/README.md"
+                    ),
+                },
+                _ => aws("s3:HeadObject")(e),
+            });
+        }
+        let location = S3Location::builder()
+            .bucket_arn(self.bucket_arn(Bucket::Registry))
+            .file_key(key)
+            .build()
+            .map_err(built(op))?;
+        let out = (self.c.connect.create_custom_plugin())
+            .name(self.t.name(r))
+            .description(format!(
+                "wrt stack {}: {}",
+                self.t.stack,
+                self.t.describe(r)
+            ))
+            .content_type(CustomPluginContentType::Zip)
+            .location(
+                CustomPluginLocation::builder()
+                    .s3_location(location)
+                    .build(),
+            )
+            .set_tags(Some(self.connect_tags(r)))
+            .send()
+            .await
+            .map_err(aws(op))?;
+        let arn = out.custom_plugin_arn().unwrap_or_default();
+        self.plugin_revision(arn, true).await?;
+        Ok(arn.into())
+    }
+
+    /// The plugin's latest revision; with `wait`, once MSK Connect has unpacked it.
+    async fn plugin_revision(&self, arn: &str, wait: bool) -> Result<i64> {
+        let name = self.t.name(Resource::CustomPlugin);
+        let revision = std::cell::Cell::new(0);
+        let limit = if wait {
+            self.waits.connector
+        } else {
+            Default::default()
+        };
+        wait_until(&name, "active", limit, self.waits.poll, || async {
+            let out = (self
+                .c
+                .connect
+                .describe_custom_plugin()
+                .custom_plugin_arn(arn))
+            .send()
+            .await
+            .map_err(aws("kafkaconnect:DescribeCustomPlugin"))?;
+            revision.set(out.latest_revision().map(|r| r.revision()).unwrap_or(1));
+            match out.custom_plugin_state() {
+                Some(CustomPluginState::CreateFailed) => Err(Error::Conflict {
+                    resource: format!("custom plugin {name}"),
+                    message: "MSK Connect could not read the plugin zip".into(),
+                }),
+                state => Ok(!wait || state == Some(&CustomPluginState::Active)),
+            }
+        })
+        .await?;
+        Ok(revision.get())
+    }
+
+    pub(crate) async fn delete_custom_plugin(&self, arn: &str) -> Result<()> {
+        (self.c.connect.delete_custom_plugin().custom_plugin_arn(arn))
+            .send()
+            .await
+            .map_err(aws("kafkaconnect:DeleteCustomPlugin"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn observe_connector(&self) -> Result<Option<Found>> {
+        let r = Resource::Connector;
+        let out = (self
+            .c
+            .connect
+            .list_connectors()
+            .connector_name_prefix(self.t.name(r)))
+        .send()
+        .await
+        .map_err(aws("kafkaconnect:ListConnectors"))?;
+        let listed = out.connectors().iter().map(|c| {
+            let deleting = c.connector_state() == Some(&ConnectorState::Deleting);
+            (c.connector_name(), c.connector_arn(), deleting)
+        });
+        self.connect_find(r, listed).await
+    }
+
+    async fn connector_state(&self, arn: &str) -> Result<Option<ConnectorState>> {
+        match self
+            .c
+            .connect
+            .describe_connector()
+            .connector_arn(arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.connector_state().cloned()),
+            Err(e) => match aws("kafkaconnect:DescribeConnector")(e) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    pub(crate) async fn create_connector(&self, ids: &Ids) -> Result<String> {
+        let subnets = (0..self.t.network.private_subnets.len())
+            .map(|i| {
+                self.need(ids, Resource::Subnet(Tier::Private, i))
+                    .map(str::to_owned)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let plugin = self.need(ids, Resource::CustomPlugin)?;
+        let worker = self.need(ids, Resource::WorkerConfiguration)?;
+        let worker_revision = (self.c.connect.describe_worker_configuration())
+            .worker_configuration_arn(worker)
+            .send()
+            .await
+            .map_err(aws("kafkaconnect:DescribeWorkerConfiguration"))?
+            .latest_revision()
+            .map(|r| r.revision())
+            .unwrap_or(1);
+        let facts = ConnectorFacts {
+            db_endpoint: self.db_endpoint().await?,
+            bootstrap_servers: self
+                .kafka_bootstrap(self.need(ids, Resource::KafkaCluster)?)
+                .await?,
+            subnets,
+            security_group: self.need(ids, Resource::SecurityGroup)?.into(),
+            role_arn: self.need(ids, Resource::ConnectorRole)?.into(),
+            plugin: (plugin.into(), self.plugin_revision(plugin, false).await?),
+            worker_configuration: (worker.into(), worker_revision),
+        };
+        let out = self
+            .connector_request(&facts)?
+            .send()
+            .await
+            .map_err(aws("kafkaconnect:CreateConnector"))?;
+        let arn = out.connector_arn().unwrap_or_default().to_owned();
+        let name = self.t.name(Resource::Connector);
+        wait_until(
+            &name,
+            "running",
+            self.waits.connector,
+            self.waits.poll,
+            || async {
+                match self.connector_state(&arn).await? {
+                    Some(ConnectorState::Running) => Ok(true),
+                    Some(ConnectorState::Failed) | None => Err(Error::Conflict {
+                        resource: format!("msk connector {name}"),
+                        message: "failed to start; its logs are in the MSK Connect console".into(),
+                    }),
+                    Some(_) => Ok(false),
+                }
+            },
+        )
+        .await?;
+        Ok(arn)
+    }
+
+    pub(crate) async fn delete_connector(&self, arn: &str) -> Result<()> {
+        (self.c.connect.delete_connector().connector_arn(arn))
+            .send()
+            .await
+            .map_err(aws("kafkaconnect:DeleteConnector"))?;
+        let name = self.t.name(Resource::Connector);
+        wait_until(
+            &name,
+            "deleted",
+            self.waits.connector,
+            self.waits.poll,
+            || async { Ok(self.connector_state(arn).await?.is_none()) },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_sdk_kafkaconnect::config::{Credentials, SharedCredentialsProvider};
+    use aws_smithy_http_client::test_util::{CaptureRequestReceiver, capture_request};
+    use serde_json::Value;
+
+    use super::*;
+    use crate::config::Topology;
+
+    /// A stack whose one call is captured instead of sent, and answered with `status`.
+    fn answering(status: u16) -> (Stack, CaptureRequestReceiver) {
+        let response = http::Response::builder()
+            .status(status)
+            .body(aws_sdk_s3::primitives::SdkBody::empty())
+            .unwrap();
+        let (http, requests) = capture_request(Some(response));
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-west-2"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "testing", "testing", None, None, "test",
+            )))
+            .http_client(http)
+            .build();
+        (Stack::new(Topology::default(), &config).unwrap(), requests)
+    }
+
+    fn captured() -> (Stack, CaptureRequestReceiver) {
+        answering(200)
+    }
+
+    /// The recorded shape: method, path, and JSON body (`_source` says where it comes from).
+    fn recorded(fixture: &str) -> Value {
+        let mut shape: Value = serde_json::from_str(fixture).expect("a JSON fixture");
+        shape.as_object_mut().unwrap().remove("_source");
+        shape
+    }
+
+    fn sent(requests: CaptureRequestReceiver) -> Value {
+        let request = requests.expect_request();
+        let body: Value = serde_json::from_slice(request.body().bytes().unwrap()).unwrap();
+        serde_json::json!({
+            "method": request.method(),
+            "path": request.uri().split_once(".com").map_or(request.uri(), |(_, p)| p),
+            "body": body,
+        })
+    }
+
+    fn facts() -> ConnectorFacts {
+        ConnectorFacts {
+            db_endpoint: "wrt-db.c1.us-west-2.rds.amazonaws.com".into(),
+            bootstrap_servers: "b-1.wrtkafka.kafka.us-west-2.amazonaws.com:9094,b-2.wrtkafka.kafka.us-west-2.amazonaws.com:9094".into(),
+            subnets: vec!["subnet-0private1".into(), "subnet-0private2".into()],
+            security_group: "sg-0wrt".into(),
+            role_arn: "arn:aws:iam::123456789012:role/wrt-connector".into(),
+            plugin: ("arn:aws:kafkaconnect:us-west-2:123456789012:custom-plugin/wrt-debezium/1".into(), 1),
+            worker_configuration: ("arn:aws:kafkaconnect:us-west-2:123456789012:worker-configuration/wrt-worker/1".into(), 1),
+        }
+    }
+
+    #[tokio::test]
+    async fn create_connector_matches_the_recorded_request() {
+        let (stack, requests) = captured();
+        // The canned empty answer does not matter: only the request is under test.
+        let _ = stack.connector_request(&facts()).unwrap().send().await;
+        assert_eq!(
+            sent(requests),
+            recorded(include_str!(
+                "../fixtures/msk-connect/create-connector.json"
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn create_worker_configuration_matches_the_recorded_request() {
+        let (stack, requests) = captured();
+        let _ = stack.create_worker_configuration().await;
+        let mut request = sent(requests);
+        let encoded = request["body"]["propertiesFileContent"].take();
+        let properties = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(properties).unwrap(),
+            stack.worker_properties()
+        );
+        request["body"]["propertiesFileContent"] = "<base64 of the worker properties>".into();
+        assert_eq!(
+            request,
+            recorded(include_str!(
+                "../fixtures/msk-connect/create-worker-configuration.json"
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn custom_plugin_checks_the_zip_first() {
+        let (stack, requests) = answering(404);
+        let err = stack.create_custom_plugin().await.unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "s3://wrt-registry/plugins/debezium-connector-mysql.zip is missing: upload"
+            ),
+            "{err}"
+        );
+        let request = requests.expect_request();
+        assert_eq!(request.method(), "HEAD");
+        assert!(
+            request
+                .uri()
+                .ends_with("/plugins/debezium-connector-mysql.zip"),
+            "{}",
+            request.uri()
+        );
+    }
+
+    #[test]
+    fn the_password_stays_a_reference() {
+        let (stack, _) = captured();
+        let config = stack.connector_configuration(&facts());
+        assert_eq!(
+            config["database.password"],
+            "${secretsmanager:wrt/db-master:password}"
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! EC2 hosts that run wrt, and the user data that installs it and sets binlog retention.
+
+use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::types::{
+    Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceMetadataOptionsRequest,
+    InstanceType, ResourceType,
+};
+use base64::Engine;
+
+use crate::aws::{wait_until, waited};
+use crate::config::Topology;
+use crate::error::{Error, Result, aws};
+use crate::plan::{Resource, Tier};
+use crate::stack::{Found, Ids, Stack};
+
+/// What a host's first boot needs to know, found when the hosts are created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    pub db_endpoint: String,
+    pub secret_arn: String,
+    pub kafka_arn: String,
+}
+
+/// The first-boot script: install wrt from the registry bucket, set RDS binlog retention
+/// (SQL: RDS has no API for it), and run wrt under systemd. It holds no secret: the
+/// password is read from Secrets Manager on the host.
+pub fn user_data(t: &Topology, facts: &HostFacts) -> String {
+    let db = &t.database;
+    format!(
+        r#"#!/bin/bash
+# wrt host for stack {stack}, written by `wrt infra up`.
+set -euo pipefail
+export AWS_REGION={region}
+install -d /etc/wrt
+aws s3 cp s3://{registry}/{binary} /usr/local/bin/wrt
+chmod 0755 /usr/local/bin/wrt
+
+# MSK hands out its brokers once the cluster is active (20-40 minutes after creation).
+until brokers=$(aws kafka get-bootstrap-brokers --cluster-arn {kafka} \
+    --query BootstrapBrokerStringTls --output text) && [ -n "$brokers" ] && [ "$brokers" != None ]; do
+  sleep 30
+done
+cat > /etc/wrt/wrt.env <<ENV
+AWS_REGION={region}
+WRT_KAFKA_BROKERS=$brokers
+WRT_LAKE_BUCKET={lake}
+WRT_REGISTRY_BUCKET={registry}
+ENV
+
+# Binlog retention long enough for the connector to catch up after a pause.
+dnf install -y mariadb105
+MYSQL_PWD=$(aws secretsmanager get-secret-value --secret-id {secret} --query SecretString \
+  --output text | python3 -c 'import json, sys; print(json.load(sys.stdin)["password"])')
+export MYSQL_PWD
+until mysql -h {endpoint} -u {user} \
+    -e "call mysql.rds_set_configuration('binlog retention hours', {hours})"; do
+  sleep 30
+done
+unset MYSQL_PWD
+
+cat > /etc/systemd/system/wrt.service <<UNIT
+[Unit]
+Description=wrt: WebAssembly transforms over Debezium change events
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+EnvironmentFile=/etc/wrt/wrt.env
+ExecStart=/usr/local/bin/wrt {args}
+Restart=always
+RestartSec=5
+DynamicUser=yes
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now wrt.service
+"#,
+        stack = t.stack,
+        region = t.region,
+        registry = t.registry_bucket(),
+        lake = t.lake_bucket(),
+        binary = t.hosts.wrt_binary_key,
+        kafka = facts.kafka_arn,
+        secret = facts.secret_arn,
+        endpoint = facts.db_endpoint,
+        user = db.master_username,
+        hours = db.binlog_retention_hours,
+        args = t.hosts.wrt_args,
+    )
+}
+
+impl Stack {
+    fn host_subnet(&self, i: usize) -> Resource {
+        Resource::Subnet(Tier::Private, i % self.t.network.private_subnets.len())
+    }
+
+    pub(crate) async fn observe_host(&self, i: usize, ids: &Ids) -> Result<Option<Found>> {
+        let r = Resource::Host(i);
+        let live = Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(
+                ["pending", "running", "stopping", "stopped"]
+                    .map(String::from)
+                    .to_vec(),
+            ))
+            .build();
+        let out = (self.c.ec2.describe_instances())
+            .set_filters(Some(self.ec2_filters(r)))
+            .filters(live)
+            .send()
+            .await
+            .map_err(aws("ec2:DescribeInstances"))?;
+        let instances: Vec<_> = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .cloned()
+            .collect();
+        let Some(host) = self.only_ours(r, &instances, |h| h.tags())? else {
+            return Ok(None);
+        };
+        let mut found = Found::new(host.instance_id().unwrap_or_default());
+        let kind = host.instance_type().map(|k| k.as_str()).unwrap_or_default();
+        let want = &self.t.hosts.instance_type;
+        found.replace_unless(kind == want, || format!("type is {kind}, want {want}"));
+        let subnet = ids.get(&self.host_subnet(i)).map(String::as_str);
+        found.replace_unless(host.subnet_id() == subnet, || {
+            format!("is not in {}", self.t.name(self.host_subnet(i)))
+        });
+        Ok(Some(found))
+    }
+
+    /// The configured AMI, or the newest Amazon-owned one matching `hosts.ami-name`.
+    async fn host_image(&self) -> Result<String> {
+        if let Some(id) = &self.t.hosts.ami_id {
+            return Ok(id.clone());
+        }
+        let pattern = &self.t.hosts.ami_name;
+        let out = (self.c.ec2.describe_images())
+            .owners("amazon")
+            .filters(Filter::builder().name("name").values(pattern).build())
+            .filters(Filter::builder().name("state").values("available").build())
+            .send()
+            .await
+            .map_err(aws("ec2:DescribeImages"))?;
+        let newest = out
+            .images()
+            .iter()
+            .max_by_key(|i| i.creation_date().unwrap_or_default());
+        newest
+            .and_then(|i| i.image_id())
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Conflict {
+                resource: "hosts.ami-name".into(),
+                message: format!(
+                    "no Amazon AMI in {} matches {pattern:?}; set hosts.ami-id",
+                    self.t.region
+                ),
+            })
+    }
+
+    pub(crate) async fn create_host(&self, i: usize, ids: &Ids) -> Result<String> {
+        let r = Resource::Host(i);
+        let facts = HostFacts {
+            db_endpoint: self.db_endpoint().await?,
+            secret_arn: self.need(ids, Resource::DbSecret)?.into(),
+            kafka_arn: self.need(ids, Resource::KafkaCluster)?.into(),
+        };
+        let script = base64::engine::general_purpose::STANDARD.encode(user_data(&self.t, &facts));
+        let call = (self.c.ec2.run_instances())
+            .image_id(self.host_image().await?)
+            .instance_type(InstanceType::from(self.t.hosts.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(self.need(ids, self.host_subnet(i))?)
+            .security_group_ids(self.need(ids, Resource::SecurityGroup)?)
+            .iam_instance_profile(
+                IamInstanceProfileSpecification::builder()
+                    .name(self.t.name(Resource::HostProfile))
+                    .build(),
+            )
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .build(),
+            )
+            .user_data(script)
+            .tag_specifications(self.ec2_tags(r, ResourceType::Instance))
+            .tag_specifications(self.ec2_tags(r, ResourceType::Volume));
+        // A new instance profile takes a few seconds to reach EC2: retry until it has.
+        let name = self.t.name(r);
+        let launched = std::cell::Cell::new(None);
+        wait_until(
+            &name,
+            "launched",
+            self.waits.hosts,
+            self.waits.poll,
+            || async {
+                match call.clone().send().await.map_err(aws("ec2:RunInstances")) {
+                    Ok(out) => {
+                        let host = out.instances().first().and_then(|h| h.instance_id());
+                        launched.set(host.map(str::to_owned));
+                        Ok(true)
+                    }
+                    Err(e) if e.to_string().contains("nstance profile") => Ok(false),
+                    Err(e) => Err(e),
+                }
+            },
+        )
+        .await?;
+        let id = launched.take().unwrap_or_default();
+        let limit = self.waits.hosts;
+        (self.c.ec2.wait_until_instance_running())
+            .instance_ids(&id)
+            .wait(limit)
+            .await
+            .map_err(waited(&name, "running", limit))?;
+        Ok(id)
+    }
+
+    pub(crate) async fn delete_host(&self, id: &str) -> Result<()> {
+        (self
+            .c
+            .ec2
+            .terminate_instances()
+            .instance_ids(id)
+            .send()
+            .await)
+            .map_err(aws("ec2:TerminateInstances"))?;
+        // Its network interface holds the subnet and security group until it is gone.
+        let limit = self.waits.hosts;
+        (self.c.ec2.wait_until_instance_terminated())
+            .instance_ids(id)
+            .wait(limit)
+            .await
+            .map_err(waited(id, "terminated", limit))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_installs_wrt_and_sets_binlog_retention_without_secrets() {
+        let mut t = Topology::default();
+        t.database.literal_password = Some("Bespin12!".into());
+        let facts = HostFacts {
+            db_endpoint: "wrt-db.abc.us-west-2.rds.amazonaws.com".into(),
+            secret_arn: "arn:aws:secretsmanager:us-west-2:123456789012:secret:wrt/db-master-AbCdEf"
+                .into(),
+            kafka_arn: "arn:aws:kafka:us-west-2:123456789012:cluster/wrt-kafka/x".into(),
+        };
+        let script = user_data(&t, &facts);
+        for needle in [
+            "aws s3 cp s3://wrt-registry/bin/wrt /usr/local/bin/wrt",
+            "call mysql.rds_set_configuration('binlog retention hours', 24)",
+            "mysql -h wrt-db.abc.us-west-2.rds.amazonaws.com -u admin",
+            "--secret-id arn:aws:secretsmanager:us-west-2:123456789012:secret:wrt/db-master-AbCdEf",
+            "ExecStart=/usr/local/bin/wrt run --config /etc/wrt/wrt.toml",
+            "systemctl enable --now wrt.service",
+            "WRT_LAKE_BUCKET=wrt-lake",
+        ] {
+            assert!(
+                script.contains(needle),
+                "{needle:?} missing from:\n{script}"
+            );
+        }
+        assert!(
+            !script.contains("Bespin"),
+            "the password leaked into user data"
+        );
+    }
+}

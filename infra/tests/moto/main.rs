@@ -1,0 +1,602 @@
+//! `wrt infra` against moto's server on loopback: each test starts its own server, so
+//! tests share nothing. Install moto with `bash .ci/moto`.
+
+mod server;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Result;
+use aws_config::SdkConfig;
+use aws_sdk_ec2::types::Filter;
+use wrt_infra::{Action, Plan, Stack, Topology, Waits};
+
+use server::Moto;
+
+/// The recipe's topology with what moto lacks turned off (MSK Connect) and no final
+/// snapshot to leave behind.
+fn topology(stack: &str) -> Topology {
+    let t = Topology::parse(&format!(
+        r#"
+        stack = "{stack}"
+        [database]
+        final-snapshot = false
+        [connector]
+        enabled = false
+        "#
+    ))
+    .unwrap();
+    t.validate().unwrap();
+    t
+}
+
+/// moto answers at once; keep polls short so a slip shows as a quick timeout.
+fn waits() -> Waits {
+    let short = Duration::from_secs(60);
+    Waits {
+        network: short,
+        database: short,
+        kafka: short,
+        hosts: short,
+        connector: short,
+        poll: Duration::from_millis(200),
+    }
+}
+
+fn stack(t: Topology, config: &SdkConfig) -> Stack {
+    Stack::with_clients(t, server::clients(config))
+        .unwrap()
+        .with_waits(waits())
+}
+
+/// Runs `up`, collecting its progress lines.
+async fn up(stack: &Stack) -> Result<(Plan, Vec<String>)> {
+    let lines = Mutex::new(Vec::new());
+    let plan = stack
+        .up(&|line: &str| lines.lock().unwrap().push(line.to_owned()))
+        .await?;
+    Ok((plan, lines.into_inner().unwrap()))
+}
+
+fn quiet(_: &str) {}
+
+fn tag_filter(stack: &str) -> Filter {
+    Filter::builder()
+        .name("tag:wrt:stack")
+        .values(stack)
+        .build()
+}
+
+#[tokio::test]
+async fn up_creates_every_resource_as_the_table_says() -> Result<()> {
+    let moto = Moto::start().await?;
+    let config = moto.config().await;
+    let s = stack(topology("tbl"), &config);
+    let (plan, lines) = up(&s).await?;
+    assert!(
+        plan.steps
+            .iter()
+            .all(|st| matches!(st.action, Action::Create | Action::Deferred))
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("creating vpc tbl-vpc")),
+        "{lines:#?}"
+    );
+
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(tag_filter("tbl"))
+        .send()
+        .await?;
+    let [vpc] = vpcs.vpcs() else {
+        panic!("one VPC: {vpcs:?}")
+    };
+    assert_eq!(vpc.cidr_block(), Some("10.0.0.0/16"));
+    let vpc_id = vpc.vpc_id().unwrap();
+
+    let subnets = ec2
+        .describe_subnets()
+        .filters(tag_filter("tbl"))
+        .send()
+        .await?;
+    let mut found: Vec<(String, String, String)> = subnets
+        .subnets()
+        .iter()
+        .map(|s| {
+            assert_eq!(s.vpc_id(), Some(vpc_id));
+            (
+                name_of(s.tags()),
+                s.cidr_block().unwrap().into(),
+                s.availability_zone().unwrap().into(),
+            )
+        })
+        .collect();
+    found.sort();
+    let row = |n: &str, c: &str, a: &str| (n.to_owned(), c.to_owned(), a.to_owned());
+    assert_eq!(
+        found,
+        [
+            row("tbl-private-1", "10.0.3.0/24", "us-west-2a"),
+            row("tbl-private-2", "10.0.4.0/24", "us-west-2c"),
+            row("tbl-public-1", "10.0.1.0/24", "us-west-2a"),
+            row("tbl-public-2", "10.0.2.0/24", "us-west-2c"),
+        ]
+    );
+    let subnet_id = |name: &str| {
+        subnets
+            .subnets()
+            .iter()
+            .find(|s| name_of(s.tags()) == name)
+            .and_then(|s| s.subnet_id())
+            .unwrap()
+            .to_owned()
+    };
+
+    let igws = ec2
+        .describe_internet_gateways()
+        .filters(tag_filter("tbl"))
+        .send()
+        .await?;
+    let [igw] = igws.internet_gateways() else {
+        panic!("one IGW")
+    };
+    assert_eq!(igw.attachments()[0].vpc_id(), Some(vpc_id));
+    let igw_id = igw.internet_gateway_id().unwrap();
+
+    let eips = ec2
+        .describe_addresses()
+        .filters(tag_filter("tbl"))
+        .send()
+        .await?;
+    let [eip] = eips.addresses() else {
+        panic!("one EIP")
+    };
+    let nats = ec2
+        .describe_nat_gateways()
+        .filter(Filter::builder().name("vpc-id").values(vpc_id).build())
+        .send()
+        .await?;
+    let [nat] = nats.nat_gateways() else {
+        panic!("one NAT gateway")
+    };
+    assert_eq!(nat.subnet_id(), Some(subnet_id("tbl-public-1").as_str()));
+    assert_eq!(
+        nat.nat_gateway_addresses()[0].allocation_id(),
+        eip.allocation_id()
+    );
+    let nat_id = nat.nat_gateway_id().unwrap();
+
+    let tables = ec2
+        .describe_route_tables()
+        .filters(tag_filter("tbl"))
+        .send()
+        .await?;
+    assert_eq!(tables.route_tables().len(), 2);
+    for table in tables.route_tables() {
+        let name = name_of(table.tags());
+        let tier = name.trim_start_matches("tbl-");
+        let mut routes: Vec<(String, String)> = table
+            .routes()
+            .iter()
+            .map(|r| {
+                let target = r.gateway_id().or(r.nat_gateway_id()).unwrap();
+                (r.destination_cidr_block().unwrap().into(), target.into())
+            })
+            .collect();
+        routes.sort();
+        let default_target = if tier == "public" { igw_id } else { nat_id };
+        assert_eq!(
+            routes,
+            [
+                ("0.0.0.0/0".to_owned(), default_target.to_owned()),
+                ("10.0.0.0/16".to_owned(), "local".to_owned()),
+            ],
+            "{name}"
+        );
+        let mut associated: Vec<String> = table
+            .associations()
+            .iter()
+            .filter_map(|a| a.subnet_id().map(str::to_owned))
+            .collect();
+        associated.sort();
+        let mut want = vec![
+            subnet_id(&format!("tbl-{tier}-1")),
+            subnet_id(&format!("tbl-{tier}-2")),
+        ];
+        want.sort();
+        assert_eq!(associated, want, "{name}");
+    }
+
+    let groups = ec2
+        .describe_security_groups()
+        .filters(tag_filter("tbl"))
+        .send()
+        .await?;
+    let [sg] = groups.security_groups() else {
+        panic!("one security group")
+    };
+    let sg_id = sg.group_id().unwrap();
+    let mut rules: Vec<String> = sg
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| {
+            let from_cidr = p
+                .ip_ranges()
+                .iter()
+                .map(|r| r.cidr_ip().unwrap().to_owned());
+            let from_group = p
+                .user_id_group_pairs()
+                .iter()
+                .map(|g| g.group_id().unwrap().to_owned());
+            from_cidr
+                .chain(from_group)
+                .map(|src| format!("{} from {src}", p.ip_protocol().unwrap()))
+        })
+        .collect();
+    rules.sort();
+    assert_eq!(
+        rules,
+        ["-1 from 10.0.0.0/16".to_owned(), format!("-1 from {sg_id}")]
+    );
+
+    let rds = aws_sdk_rds::Client::new(&config);
+    let group = rds
+        .describe_db_subnet_groups()
+        .db_subnet_group_name("tbl-db-subnets")
+        .send()
+        .await?;
+    let mut in_group: Vec<String> = group.db_subnet_groups()[0]
+        .subnets()
+        .iter()
+        .map(|s| s.subnet_identifier().unwrap().to_owned())
+        .collect();
+    in_group.sort();
+    let mut private = vec![subnet_id("tbl-private-1"), subnet_id("tbl-private-2")];
+    private.sort();
+    assert_eq!(in_group, private);
+    let params = rds
+        .describe_db_parameter_groups()
+        .db_parameter_group_name("tbl-mysql80")
+        .send()
+        .await?;
+    assert_eq!(
+        params.db_parameter_groups()[0].db_parameter_group_family(),
+        Some("mysql8.0")
+    );
+    let values = rds
+        .describe_db_parameters()
+        .db_parameter_group_name("tbl-mysql80")
+        .send()
+        .await?;
+    let value = |name: &str| {
+        values
+            .parameters()
+            .iter()
+            .find(|p| p.parameter_name() == Some(name))
+            .and_then(|p| p.parameter_value())
+            .map(str::to_owned)
+    };
+    assert_eq!(value("binlog_format").as_deref(), Some("ROW"));
+    assert_eq!(value("binlog_row_image").as_deref(), Some("full"));
+    let dbs = rds
+        .describe_db_instances()
+        .db_instance_identifier("tbl-db")
+        .send()
+        .await?;
+    let db = &dbs.db_instances()[0];
+    assert_eq!(db.engine(), Some("mysql"));
+    assert!(db.engine_version().unwrap().starts_with("8.0"));
+    assert_eq!(db.db_instance_class(), Some("db.t3.micro"));
+    assert_eq!(db.availability_zone(), Some("us-west-2a"));
+    assert_eq!(db.multi_az(), Some(false));
+    assert_eq!(db.master_username(), Some("admin"));
+    assert_eq!(db.db_name(), Some("test"));
+    assert_eq!(db.publicly_accessible(), Some(false));
+    assert_eq!(
+        db.db_parameter_groups()[0].db_parameter_group_name(),
+        Some("tbl-mysql80")
+    );
+    assert_eq!(
+        db.db_subnet_group().and_then(|g| g.db_subnet_group_name()),
+        Some("tbl-db-subnets")
+    );
+    assert_eq!(
+        db.vpc_security_groups()[0].vpc_security_group_id(),
+        Some(sg_id)
+    );
+
+    // The password was generated, kept in Secrets Manager, and printed nowhere.
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let secret = secrets
+        .get_secret_value()
+        .secret_id("tbl/db-master")
+        .send()
+        .await?;
+    let value: serde_json::Value = serde_json::from_str(secret.secret_string().unwrap())?;
+    assert_eq!(value["username"], "admin");
+    let password = value["password"].as_str().unwrap();
+    assert_eq!(password.len(), 32);
+    assert!(
+        lines
+            .iter()
+            .chain([&plan.to_string()])
+            .all(|l| !l.contains(password))
+    );
+
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    for bucket in ["tbl-lake", "tbl-registry"] {
+        let block = s3.get_public_access_block().bucket(bucket).send().await?;
+        let block = block.public_access_block_configuration().unwrap();
+        assert_eq!(
+            [
+                block.block_public_acls(),
+                block.ignore_public_acls(),
+                block.block_public_policy(),
+                block.restrict_public_buckets()
+            ],
+            [Some(true); 4],
+            "{bucket}"
+        );
+        let encryption = s3.get_bucket_encryption().bucket(bucket).send().await?;
+        let rule = &encryption
+            .server_side_encryption_configuration()
+            .unwrap()
+            .rules()[0];
+        let algorithm = rule
+            .apply_server_side_encryption_by_default()
+            .unwrap()
+            .sse_algorithm();
+        assert_eq!(algorithm.as_str(), "AES256", "{bucket}");
+    }
+
+    let kafka = server::clients(&config).kafka;
+    let clusters = kafka
+        .list_clusters_v2()
+        .cluster_name_filter("tbl-kafka")
+        .send()
+        .await?;
+    let [cluster] = clusters.cluster_info_list() else {
+        panic!("one MSK cluster")
+    };
+    assert_eq!(cluster.tags().unwrap()["wrt:stack"], "tbl");
+    let nodes = cluster
+        .provisioned()
+        .unwrap()
+        .broker_node_group_info()
+        .unwrap();
+    let mut client_subnets = nodes.client_subnets().to_vec();
+    client_subnets.sort();
+    assert_eq!(client_subnets, private);
+    assert_eq!(nodes.security_groups(), [sg_id.to_owned()]);
+
+    let iam = aws_sdk_iam::Client::new(&config);
+    let profile = iam
+        .get_instance_profile()
+        .instance_profile_name("tbl-host")
+        .send()
+        .await?;
+    assert_eq!(
+        profile.instance_profile().unwrap().roles()[0].role_name(),
+        "tbl-host"
+    );
+    let policy = iam
+        .get_role_policy()
+        .role_name("tbl-host")
+        .policy_name("tbl-host")
+        .send()
+        .await?;
+    assert!(policy.policy_document().contains("tbl-lake"));
+
+    let hosts = ec2
+        .describe_instances()
+        .filters(tag_filter("tbl"))
+        .send()
+        .await?;
+    let [reservation] = hosts.reservations() else {
+        panic!("one host")
+    };
+    let host = &reservation.instances()[0];
+    assert_eq!(host.subnet_id(), Some(subnet_id("tbl-private-1").as_str()));
+    assert!(
+        host.iam_instance_profile()
+            .unwrap()
+            .arn()
+            .unwrap()
+            .ends_with("/tbl-host")
+    );
+    Ok(())
+}
+
+fn name_of(tags: &[aws_sdk_ec2::types::Tag]) -> String {
+    tags.iter()
+        .find(|t| t.key() == Some("Name"))
+        .and_then(|t| t.value())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_second_up_changes_nothing() -> Result<()> {
+    let moto = Moto::start().await?;
+    let s = stack(topology("again"), &moto.config().await);
+    up(&s).await?;
+    let (plan, lines) = up(&s).await?;
+    assert_eq!(plan.changes(), 0, "{plan}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.starts_with("creating") && !l.starts_with("changing")),
+        "{lines:#?}"
+    );
+    assert_eq!(s.plan().await?.changes(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn down_leaves_nothing_with_the_stack_tags() -> Result<()> {
+    let moto = Moto::start().await?;
+    let config = moto.config().await;
+    let s = stack(topology("gone"), &config);
+    // A neighbour stack in the same account must survive.
+    let neighbour = stack(topology("keep"), &config);
+    up(&s).await?;
+    up(&neighbour).await?;
+    let teardown = s.down(&quiet).await?;
+    assert_eq!(
+        teardown.deleted,
+        s.topology().resources().len() - 1,
+        "all but the deferred step"
+    );
+
+    let after = s.plan().await?;
+    assert!(
+        after
+            .steps
+            .iter()
+            .all(|st| matches!(st.action, Action::Create | Action::Deferred)),
+        "{after}"
+    );
+    let tagging = aws_sdk_resourcegroupstagging::Client::new(&config);
+    let left = tagging
+        .get_resources()
+        .tag_filters(
+            aws_sdk_resourcegroupstagging::types::TagFilter::builder()
+                .key("wrt:stack")
+                .values("gone")
+                .build(),
+        )
+        .send()
+        .await?;
+    // Terminated instances and deleted NAT gateways stay listed for a while (on AWS too),
+    // in a terminal state; anything else left over is a leak.
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    for mapping in left.resource_tag_mapping_list() {
+        let arn = mapping.resource_arn().unwrap();
+        let id = arn.rsplit('/').next().unwrap();
+        let state = if arn.contains(":instance/") {
+            let out = ec2.describe_instances().instance_ids(id).send().await?;
+            let host = &out.reservations()[0].instances()[0];
+            host.state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_owned())
+        } else if arn.contains(":natgateway/") {
+            let out = ec2
+                .describe_nat_gateways()
+                .nat_gateway_ids(id)
+                .send()
+                .await?;
+            out.nat_gateways()[0].state().map(|s| s.as_str().to_owned())
+        } else {
+            None
+        };
+        assert!(
+            matches!(state.as_deref(), Some("terminated" | "deleted")),
+            "left behind: {arn} ({state:?})"
+        );
+    }
+    assert_eq!(
+        neighbour.plan().await?.changes(),
+        0,
+        "the neighbour stack was touched"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_interrupted_up_converges_when_run_again() -> Result<()> {
+    let moto = Moto::start().await?;
+    let s = stack(topology("halt"), &moto.config().await);
+    // Drop `up` (as Ctrl-C would) once it has started its eighth resource: the NAT gateway.
+    let started = Mutex::new(0);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop = Mutex::new(Some(stop));
+    let progress = |line: &str| {
+        if line.starts_with("creating") {
+            let mut n = started.lock().unwrap();
+            *n += 1;
+            if *n == 8 {
+                stop.lock().unwrap().take().map(|s| s.send(()));
+            }
+        }
+    };
+    tokio::select! {
+        result = s.up(&progress) => panic!("up finished before the interruption: {result:?}"),
+        _ = stopped => {}
+    }
+    let half = s.plan().await?;
+    let created = half.steps.iter().filter(|st| st.id.is_some()).count();
+    assert!((7..=8).contains(&created), "{half}");
+
+    let (plan, _) = up(&s).await?;
+    assert!(plan.changes() > 0);
+    let after = s.plan().await?;
+    assert_eq!(after.changes(), 0, "{after}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn drift_is_planned_as_a_change_and_fixed() -> Result<()> {
+    let moto = Moto::start().await?;
+    let config = moto.config().await;
+    let s = stack(topology("drift"), &config);
+    up(&s).await?;
+
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let tables = ec2
+        .describe_route_tables()
+        .filters(tag_filter("drift"))
+        .send()
+        .await?;
+    let private = tables
+        .route_tables()
+        .iter()
+        .find(|t| name_of(t.tags()) == "drift-private")
+        .unwrap();
+    ec2.delete_route()
+        .route_table_id(private.route_table_id().unwrap())
+        .destination_cidr_block("0.0.0.0/0")
+        .send()
+        .await?;
+    let rds = aws_sdk_rds::Client::new(&config);
+    rds.modify_db_parameter_group()
+        .db_parameter_group_name("drift-mysql80")
+        .parameters(
+            aws_sdk_rds::types::Parameter::builder()
+                .parameter_name("binlog_format")
+                .parameter_value("MIXED")
+                .apply_method(aws_sdk_rds::types::ApplyMethod::Immediate)
+                .build(),
+        )
+        .send()
+        .await?;
+
+    let plan = s.plan().await?;
+    let text = plan.to_string();
+    assert_eq!(plan.changes(), 2, "{text}");
+    assert!(
+        text.contains("- 0.0.0.0/0 does not go to the nat gateway"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- binlog_format is MIXED, want ROW"),
+        "{text}"
+    );
+    up(&s).await?;
+    assert_eq!(s.plan().await?.changes(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn plan_on_an_empty_account_lists_everything_in_dependency_order() -> Result<()> {
+    let moto = Moto::start().await?;
+    let mut t = topology("wrt");
+    t.database.final_snapshot = true;
+    let plan = stack(t, &moto.config().await).plan().await?;
+    server::snapshot("plan-empty-account.txt", &plan.to_string());
+    Ok(())
+}

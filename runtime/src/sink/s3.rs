@@ -1,0 +1,196 @@
+//! S3 (or an S3-compatible server) through aws-sdk-s3. Credentials come from the default
+//! chain (environment, profile, instance role); the SDK retries throttling and 5xx itself.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use super::{Sink, SinkError};
+use crate::config::S3Sink;
+use crate::encode::Object;
+
+/// A bucket, with every key under a prefix.
+#[derive(Debug, Clone)]
+pub struct S3 {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    multipart_threshold: usize,
+}
+
+impl S3 {
+    /// A client for `config`; makes no request.
+    pub async fn new(config: &S3Sink) -> Self {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.region.clone()))
+            .load()
+            .await;
+        let mut builder =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(config.force_path_style);
+        if let Some(url) = &config.endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        S3 {
+            client: Client::from_conf(builder.build()),
+            bucket: config.bucket.clone(),
+            prefix: config.prefix.clone(),
+            multipart_threshold: (config.multipart_threshold_mb as usize) << 20,
+        }
+    }
+
+    /// Fails early, with the reason, when the bucket cannot be reached.
+    pub async fn check(&self) -> Result<(), SinkError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| self.error("checking the bucket", "", e))?;
+        Ok(())
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn error(
+        &self,
+        doing: &str,
+        key: &str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> SinkError {
+        SinkError::Store {
+            location: format!("s3://{}/{}", self.bucket, self.key(key)),
+            message: format!("{doing}: {}", DisplayErrorContext(&e)),
+        }
+    }
+
+    async fn put_multipart(&self, object: &Object) -> Result<(), SinkError> {
+        let key = self.key(&object.key);
+        let mut create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/x-ndjson")
+            .content_encoding("gzip");
+        for (name, value) in object.meta.pairs() {
+            create = create.metadata(name, value);
+        }
+        let upload = create
+            .send()
+            .await
+            .map_err(|e| self.error("starting a multipart upload", &object.key, e))?;
+        let upload_id = upload.upload_id().unwrap_or_default();
+        let mut parts = Vec::new();
+        for (n, chunk) in object.body.chunks(self.multipart_threshold).enumerate() {
+            let number = n as i32 + 1;
+            let sent = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(&key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(chunk.to_vec()))
+                .send()
+                .await;
+            match sent {
+                Ok(part) => parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(String::from))
+                        .build(),
+                ),
+                Err(e) => {
+                    // Leave no orphaned parts behind to be billed for.
+                    let _ = self
+                        .client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(&key)
+                        .upload_id(upload_id)
+                        .send()
+                        .await;
+                    return Err(self.error("uploading a part", &object.key, e));
+                }
+            }
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.error("completing a multipart upload", &object.key, e))?;
+        Ok(())
+    }
+}
+
+impl Sink for S3 {
+    async fn put(&self, object: &Object) -> Result<(), SinkError> {
+        if object.body.len() > self.multipart_threshold {
+            return self.put_multipart(object).await;
+        }
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(&object.key))
+            .body(ByteStream::from(object.body.clone()));
+        // Data objects are gzipped JSON Lines; window markers are plain JSON.
+        put = if object.key.ends_with(".gz") {
+            put.content_type("application/x-ndjson")
+                .content_encoding("gzip")
+        } else {
+            put.content_type("application/json")
+        };
+        for (name, value) in object.meta.pairs() {
+            put = put.metadata(name, value);
+        }
+        put.send()
+            .await
+            .map_err(|e| self.error("writing", &object.key, e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        let got = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await;
+        match got {
+            Ok(object) => {
+                let body = object
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| self.error("reading", key, e))?;
+                Ok(Some(body.to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(self.error("reading", key, e)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), SinkError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| self.error("deleting", key, e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,205 @@
+//! Kafka through rdkafka: a consumer group member that never auto-commits. Offsets are
+//! committed by the pipeline, window by window, once the window's objects are durable.
+//! Partitions revoked in a rebalance are reported so their open windows are abandoned: the
+//! next owner starts from the committed offset and rewrites the same objects.
+
+use std::error::Error;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::client::OAuthToken;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use super::{Source, SourceError};
+use crate::batch::TopicPartition;
+use crate::config::{KafkaAuth, KafkaSource, StartFrom};
+use crate::decode::KafkaRecord;
+
+/// How long a poll waits for more records once it has some, to fill a batch.
+const LINGER: Duration = Duration::from_millis(50);
+/// How long an empty poll waits before returning, so idle windows can be aged out.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+
+/// A consumer group member reading Debezium topics.
+pub struct Kafka {
+    consumer: StreamConsumer<GroupContext>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Kafka {
+    /// Joins `group_id` and subscribes; fails on an invalid librdkafka setting.
+    /// `shutdown` turning true ends the stream after the current poll.
+    pub fn connect(
+        config: &KafkaSource,
+        group_id: &str,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, SourceError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                match config.start_from {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            )
+            // Subscriptions by pattern notice new tables' topics quickly.
+            .set("topic.metadata.refresh.interval.ms", "10000");
+        let region = match &config.auth {
+            KafkaAuth::None => None,
+            KafkaAuth::MskIam { region } => {
+                client
+                    .set("security.protocol", "SASL_SSL")
+                    .set("sasl.mechanism", "OAUTHBEARER");
+                Some(region.clone())
+            }
+        };
+        for (key, value) in &config.properties {
+            client.set(key, value);
+        }
+        let context = GroupContext {
+            revoked: Arc::default(),
+            msk_region: region,
+        };
+        let consumer: StreamConsumer<GroupContext> = client
+            .create_with_context(context)
+            .map_err(|e| SourceError(Box::new(e)))?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| SourceError(Box::new(e)))?;
+        Ok(Kafka { consumer, shutdown })
+    }
+}
+
+impl Source for Kafka {
+    async fn poll(&mut self, max: usize) -> Result<Option<Vec<KafkaRecord>>, SourceError> {
+        let mut batch = Vec::new();
+        loop {
+            if *self.shutdown.borrow() {
+                return Ok((!batch.is_empty()).then_some(batch));
+            }
+            let wait = if batch.is_empty() { IDLE_TICK } else { LINGER };
+            let received = tokio::select! {
+                received = tokio::time::timeout(wait, self.consumer.recv()) => received,
+                _ = self.shutdown.changed() => continue,
+            };
+            match received {
+                Err(_idle) => return Ok(Some(batch)),
+                Ok(Err(e)) => return Err(SourceError(Box::new(e))),
+                Ok(Ok(message)) => {
+                    batch.push(KafkaRecord {
+                        topic: message.topic().to_string(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        timestamp_ms: message.timestamp().to_millis(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.payload().map(<[u8]>::to_vec),
+                    });
+                    if batch.len() >= max {
+                        return Ok(Some(batch));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        source: &TopicPartition,
+        next_offset: i64,
+    ) -> Result<(), SourceError> {
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(&source.topic, source.partition, Offset::Offset(next_offset))
+            .map_err(|e| SourceError(Box::new(e)))?;
+        // A failed commit is not fatal: the objects are durable and their keys deterministic,
+        // so whoever re-reads the range rewrites the same objects.
+        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+            tracing::warn!(topic = %source.topic, partition = source.partition, next_offset,
+                "offset commit failed ({e}); the range will be re-read and rewritten identically");
+        }
+        Ok(())
+    }
+
+    fn revoked(&mut self) -> Vec<TopicPartition> {
+        std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .revoked
+                .lock()
+                .expect("not poisoned"),
+        )
+    }
+
+    fn len_hint(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Rebalance and authentication callbacks; they run inside `recv`.
+struct GroupContext {
+    revoked: Arc<Mutex<Vec<TopicPartition>>>,
+    msk_region: Option<String>,
+}
+
+impl ClientContext for GroupContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn Error>> {
+        let region = self
+            .msk_region
+            .clone()
+            .ok_or("OAUTHBEARER needs `auth = { mechanism = \"msk-iam\", region = … }`")?;
+        // The callback runs on a runtime thread, where blocking on a future is not allowed;
+        // tokens are made every few minutes, so a short-lived thread is cheap enough.
+        let (token, lifetime_ms) = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime
+                .block_on(aws_msk_iam_sasl_signer::generate_auth_token(
+                    aws_config::Region::new(region),
+                ))
+                .map_err(|e| -> Box<dyn Error + Send + Sync> { e.to_string().into() })
+        })
+        .join()
+        .map_err(|_| "the MSK token thread panicked")?
+        .map_err(|e| e.to_string())?;
+        Ok(OAuthToken {
+            token,
+            principal_name: String::new(),
+            lifetime_ms,
+        })
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let mut revoked = self.revoked.lock().expect("not poisoned");
+            for p in partitions.elements() {
+                tracing::info!(
+                    topic = p.topic(),
+                    partition = p.partition(),
+                    "partition revoked"
+                );
+                revoked.push(TopicPartition {
+                    topic: p.topic().to_string(),
+                    partition: p.partition(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The `wrt` command as a user runs it: `wrt test` on the guest examples, `wrt run` on the
+//! embedded default, `--help`, and the errors a user sees.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use wrt_tests::{guest, repo_root};
+
+fn wrt(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wrt"))
+        .args(args)
+        .current_dir(cwd)
+        .env("WRT_CACHE_DIR", cache_dir())
+        .output()
+        .expect("running wrt")
+}
+
+/// One compile cache for every test, so each component is compiled once.
+fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("components")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn example(name: &str) -> (String, String, String) {
+    let dir = repo_root().join("guest-examples").join(name).join("tests");
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    (
+        guest(&name.replace('-', "_"))
+            .to_string_lossy()
+            .into_owned(),
+        path("events.jsonl"),
+        path("expected.jsonl"),
+    )
+}
+
+/// Reads the per-example transform config, one `key=value` a line.
+fn example_config(name: &str) -> Vec<String> {
+    let file = repo_root()
+        .join("guest-examples")
+        .join(name)
+        .join("tests/config");
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .flat_map(|l| ["--config".to_string(), l.trim().to_string()])
+        .collect()
+}
+
+fn wrt_test_example(name: &str, expect: &str) -> Output {
+    let (wasm, events, _) = example(name);
+    let mut args = vec!["test", &wasm, "--events", &events, "--expect", expect];
+    let config = example_config(name);
+    args.extend(config.iter().map(String::as_str));
+    wrt(&args, &repo_root())
+}
+
+#[test]
+fn both_examples_match_their_checked_in_expectations() {
+    for name in ["pii-mask", "router"] {
+        let (_, _, expected) = example(name);
+        let out = wrt_test_example(name, &expected);
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).starts_with("ok: "),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_a_readable_diff() {
+    let (_, _, expected) = example("pii-mask");
+    let good = std::fs::read_to_string(&expected).unwrap();
+    let first = good.lines().next().unwrap();
+    let wrong_line = first.replacen("\"_op\":\"", "\"_op\":\"X", 1);
+    assert_ne!(
+        first, wrong_line,
+        "the fixture's first line has an _op to alter"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let wrong = tmp.path().join("wrong.jsonl");
+    std::fs::write(&wrong, good.replacen(first, &wrong_line, 1)).unwrap();
+
+    let out = wrt_test_example("pii-mask", wrong.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&format!("-{wrong_line}")), "{stdout}");
+    assert!(stdout.contains(&format!("+{first}")), "{stdout}");
+    assert!(stdout.contains("FAILED: the output differs"), "{stdout}");
+}
+
+/// Every object under `dir`: key → decompressed lines.
+fn lake(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut objects = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let mut body = String::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(&p).unwrap())
+                .read_to_string(&mut body)
+                .unwrap();
+            let key = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            objects.insert(key, body.lines().map(String::from).collect());
+        }
+    }
+    objects
+}
+
+#[test]
+fn run_on_the_embedded_default_writes_the_lake_and_a_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pii = guest("pii_mask");
+    let out = wrt(&["run", pii.to_str().unwrap(), "--json"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = |k: &str| summary[k].as_u64().unwrap();
+    assert!(n("change_events") >= 10_000, "{summary}");
+    assert_eq!(n("records_out"), n("change_events") + n("schema_changes"));
+    assert_eq!(n("dead_letters"), 0);
+    assert!(n("tombstones") > 0 && n("heartbeats") > 0 && n("schema_changes") > 0);
+    assert_eq!(
+        n("records_in"),
+        n("change_events") + n("tombstones") + n("heartbeats") + n("schema_changes")
+    );
+
+    // The default output folder is `lake`, laid out as the bucket will be.
+    let objects = lake(&tmp.path().join("lake"));
+    assert_eq!(objects.len() as u64, n("objects"));
+    let lines: usize = objects.values().map(Vec::len).sum();
+    assert_eq!(lines as u64, n("records_out"));
+    for destination in ["customers", "orders", "order_lines", "_schema_changes"] {
+        assert!(
+            objects
+                .keys()
+                .any(|k| k.starts_with(&format!("{destination}/dt="))),
+            "no objects for {destination}: {:?}",
+            objects.keys().collect::<Vec<_>>()
+        );
+    }
+    for key in objects.keys() {
+        let file = key.rsplit('/').next().unwrap();
+        let parts: Vec<&str> = file.trim_end_matches(".jsonl.gz").split('+').collect();
+        assert_eq!(parts.len(), 4, "{key}: topic+partition+offset+digest");
+        assert_eq!(parts[2].len(), 20, "{key}: zero-padded offset");
+    }
+    // PII is gone from every row.
+    for line in objects.values().flatten() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(row.get("password_hash").is_none(), "{line}");
+        if let Some(email) = row.get("email").and_then(|e| e.as_str()) {
+            assert!(!email.contains('@') && email.len() == 64, "{line}");
+        }
+    }
+
+    // The same input gives the same objects, byte for byte.
+    let again = tempfile::tempdir().unwrap();
+    let out = wrt(
+        &["run", pii.to_str().unwrap(), "--out", "second"],
+        again.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(lake(&again.path().join("second")), objects);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("records/s") && stdout.contains("dead letters"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for command in ["run", "test", "sample"] {
+        let out = wrt(&[command, "--help"], &repo_root());
+        assert!(out.status.success());
+        let help = text(&out.stdout);
+        assert!(
+            help.contains("Example") && help.contains(":\n  wrt "),
+            "{command}: {help}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_transform_is_explained() {
+    let out = wrt(&["run", "nope.wasm"], &repo_root());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("reading the transform nope.wasm"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wasm32-wasip2"), "{stderr}");
+}
+
+#[test]
+fn a_module_that_is_not_a_transform_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bogus = tmp.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"\0asm\x01\0\0\0").unwrap();
+    let out = wrt(&["run", bogus.to_str().unwrap()], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not a valid WebAssembly component"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!tmp.path().join("lake").exists(), "nothing is written");
+}
+
+#[test]
+fn sample_writes_records_that_wrt_test_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = wrt(&["sample", "--limit", "50", "--out", "s.jsonl"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let router = guest("router");
+    let out = wrt(
+        &["test", router.to_str().unwrap(), "--events", "s.jsonl"],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 50);
+}
