@@ -26,7 +26,10 @@ impl Transform for PiiMask {
     fn init(config: &Config) -> Result<Self, String> {
         let salt = config.get_or("salt", "");
         if salt.is_empty() {
-            wrt_sdk::log(Level::Warn, "no `salt` configured: e-mail hashes are unsalted");
+            wrt_sdk::log(
+                Level::Warn,
+                "no `salt` configured: e-mail hashes are unsalted",
+            );
         }
         let list = |key, default: &str| config.list(key).unwrap_or_else(|| vec![default.into()]);
         Ok(PiiMask {
@@ -97,7 +100,10 @@ fn text_or_null<'v>(column: &str, value: &'v Value) -> Result<Option<&'v str>, T
         Value::Text(t) => Ok(Some(t)),
         other => Err(TransformError::new(
             "type-mismatch",
-            format!("column `{column}` should be text, found {}", other.type_name()),
+            format!(
+                "column `{column}` should be text, found {}",
+                other.type_name()
+            ),
         )),
     }
 }

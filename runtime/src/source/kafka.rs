@@ -96,7 +96,12 @@ impl Source for Kafka {
             };
             match received {
                 Err(_idle) => return Ok(Some(batch)),
-                Ok(Err(e)) => return Err(SourceError(Box::new(e))),
+                // librdkafka reports most errors (a topic not created yet, a broker
+                // restarting) and recovers by itself; only a fatal one ends the stream.
+                Ok(Err(e)) => match self.consumer.client().fatal_error() {
+                    Some((_, reason)) => return Err(SourceError(reason.into())),
+                    None => tracing::warn!("kafka: {e}; retrying"),
+                },
                 Ok(Ok(message)) => {
                     batch.push(KafkaRecord {
                         topic: message.topic().to_string(),

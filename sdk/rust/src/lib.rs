@@ -111,7 +111,10 @@ impl Timestamp {
     /// RFC 3339 in UTC with a `Z`, with 0, 3, 6 or 9 fraction digits as needed
     /// (`2024-05-01T12:00:00Z`, `2024-05-01T12:00:00.250Z`). The host renders timestamps the same way.
     pub fn to_rfc3339(&self) -> String {
-        let (date, secs) = (self.seconds.div_euclid(86_400), self.seconds.rem_euclid(86_400));
+        let (date, secs) = (
+            self.seconds.div_euclid(86_400),
+            self.seconds.rem_euclid(86_400),
+        );
         let (y, m, d) = civil_from_days(date);
         let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
         format!(
@@ -199,7 +202,9 @@ impl RowExt for Row {
     }
 
     fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
-        self.iter_mut().find(|c| c.name == name).map(|c| &mut c.value)
+        self.iter_mut()
+            .find(|c| c.name == name)
+            .map(|c| &mut c.value)
     }
 
     fn set(&mut self, name: &str, value: Value) {
@@ -287,7 +292,12 @@ pub mod __private {
             // The host always calls `init` first; this only guards a host bug.
             None => events
                 .iter()
-                .map(|_| Err(TransformError::new("not-initialised", "init was not called")))
+                .map(|_| {
+                    Err(TransformError::new(
+                        "not-initialised",
+                        "init was not called",
+                    ))
+                })
                 .collect(),
         }
     }

@@ -21,7 +21,11 @@ impl Transform for Hostile {
     fn process(&mut self, event: ChangeEvent) -> Result<Vec<OutputRecord>, TransformError> {
         let table = event.source.table.clone();
         if table != "attack" {
-            return Ok(event.into_row().map(|r| OutputRecord::new(table, r)).into_iter().collect());
+            return Ok(event
+                .into_row()
+                .map(|r| OutputRecord::new(table, r))
+                .into_iter()
+                .collect());
         }
         let loot = match self.attack.as_str() {
             "file" => std::fs::read_to_string("/etc/passwd").map_err(denied)?,
@@ -46,9 +50,17 @@ impl Transform for Hostile {
                 }
             }
             "trap" => panic!("hostile guest traps on purpose"),
-            other => return Err(TransformError::new("bad-config", format!("unknown attack {other:?}"))),
+            other => {
+                return Err(TransformError::new(
+                    "bad-config",
+                    format!("unknown attack {other:?}"),
+                ));
+            }
         };
-        let row = vec![Column { name: "loot".into(), value: Value::Text(loot) }];
+        let row = vec![Column {
+            name: "loot".into(),
+            value: Value::Text(loot),
+        }];
         Ok(vec![OutputRecord::new("escaped", row)])
     }
 }
