@@ -144,24 +144,10 @@ mod tests {
 
     /// Every object's bytes, keyed by its path with the transform digest taken out.
     fn contents(dir: &std::path::Path, digest: &str) -> BTreeMap<String, Vec<u8>> {
-        let mut out = BTreeMap::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(path) = stack.pop() {
-            for entry in std::fs::read_dir(&path).unwrap().flatten() {
-                let p = entry.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let key = p
-                        .strip_prefix(dir)
-                        .unwrap()
-                        .to_string_lossy()
-                        .replace(&digest[..12], "DIGEST");
-                    out.insert(key, std::fs::read(&p).unwrap());
-                }
-            }
-        }
-        out
+        wrt_tests::files(dir)
+            .into_iter()
+            .map(|(key, body)| (key.replace(&digest[..12], "DIGEST"), body))
+            .collect()
     }
 
     /// The baseline is only a baseline if it computes the same thing as the guest.

@@ -147,6 +147,9 @@ pub struct Hosts {
     pub ami_name: String,
     /// Key, in the registry bucket, of the wrt binary the hosts install.
     pub wrt_binary_key: String,
+    /// Key, in the registry bucket, of the transform component (`.wasm`) the hosts run; the
+    /// first boot waits for it, so it may be uploaded after `up`.
+    pub transform_key: String,
     /// Arguments of `wrt` in the host's service unit.
     pub wrt_args: String,
 }
@@ -240,6 +243,7 @@ impl Default for Hosts {
             ami_id: None,
             ami_name: "al2023-ami-2023.*-x86_64".into(),
             wrt_binary_key: "bin/wrt".into(),
+            transform_key: "transforms/transform.wasm".into(),
             wrt_args: "run --config /etc/wrt/wrt.toml".into(),
         }
     }

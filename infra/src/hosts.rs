@@ -6,6 +6,7 @@ use aws_sdk_ec2::types::{
     InstanceType, ResourceType,
 };
 use base64::Engine;
+use serde::Serialize;
 
 use crate::aws::{wait_until, waited};
 use crate::config::Topology;
@@ -21,9 +22,82 @@ pub struct HostFacts {
     pub kafka_arn: String,
 }
 
-/// The first-boot script: install wrt from the registry bucket, set RDS binlog retention
-/// (SQL: RDS has no API for it), and run wrt under systemd. It holds no secret: the
-/// password is read from Secrets Manager on the host.
+/// Where the first boot puts the transform it downloads from the registry bucket.
+const TRANSFORM_PATH: &str = "/opt/wrt/transform.wasm";
+
+/// Stands for the brokers in the pipeline file until the first boot knows them.
+const BROKERS_PLACEHOLDER: &str = "@MSK_IAM_BOOTSTRAP_BROKERS@";
+
+/// `/etc/wrt/wrt.toml` in the format of docs/configuration.md; the shape mirrors the
+/// runtime's `PipelineConfig` (wrt-infra cannot depend on `wrt`, which depends on it).
+#[derive(Serialize)]
+struct PipelineFile<'a> {
+    name: &'a str,
+    source: PipelineSource<'a>,
+    transform: PipelineTransform,
+    sink: PipelineSink<'a>,
+}
+
+#[derive(Serialize)]
+struct PipelineSource<'a> {
+    kind: &'static str,
+    brokers: &'a str,
+    topics: [String; 2],
+    auth: MskIam<'a>,
+}
+
+#[derive(Serialize)]
+struct MskIam<'a> {
+    mechanism: &'static str,
+    region: &'a str,
+}
+
+#[derive(Serialize)]
+struct PipelineTransform {
+    path: &'static str,
+}
+
+#[derive(Serialize)]
+struct PipelineSink<'a> {
+    kind: &'static str,
+    bucket: String,
+    region: &'a str,
+}
+
+/// The hosts' pipeline: Debezium's topics on MSK over IAM → the registry's transform → the
+/// lake bucket.
+fn pipeline_toml(t: &Topology, brokers: &str) -> String {
+    let prefix = &t.connector.topic_prefix;
+    let file = PipelineFile {
+        name: &t.stack,
+        source: PipelineSource {
+            kind: "kafka",
+            brokers,
+            // Table topics are `<prefix>.<db>.<table>`; schema changes go to `<prefix>`.
+            topics: [
+                format!("^{}\\..*", prefix.replace('.', "\\.")),
+                prefix.clone(),
+            ],
+            auth: MskIam {
+                mechanism: "msk-iam",
+                region: &t.region,
+            },
+        },
+        transform: PipelineTransform {
+            path: TRANSFORM_PATH,
+        },
+        sink: PipelineSink {
+            kind: "s3",
+            bucket: t.lake_bucket(),
+            region: &t.region,
+        },
+    };
+    toml::to_string(&file).expect("the pipeline file serializes")
+}
+
+/// The first-boot script: install wrt and the transform from the registry bucket, write the
+/// pipeline file, set RDS binlog retention (SQL: RDS has no API for it), and run wrt under
+/// systemd. It holds no secret: the password is read from Secrets Manager on the host.
 pub fn user_data(t: &Topology, facts: &HostFacts) -> String {
     let db = &t.database;
     format!(
@@ -31,21 +105,27 @@ pub fn user_data(t: &Topology, facts: &HostFacts) -> String {
 # wrt host for stack {stack}, written by `wrt infra up`.
 set -euo pipefail
 export AWS_REGION={region}
-install -d /etc/wrt
+install -d /etc/wrt /opt/wrt
 aws s3 cp s3://{registry}/{binary} /usr/local/bin/wrt
 chmod 0755 /usr/local/bin/wrt
-
-# MSK hands out its brokers once the cluster is active (20-40 minutes after creation).
-until brokers=$(aws kafka get-bootstrap-brokers --cluster-arn {kafka} \
-    --query BootstrapBrokerStringTls --output text) && [ -n "$brokers" ] && [ "$brokers" != None ]; do
+# The transform may be uploaded after `up`: wait for it rather than fail the boot.
+until aws s3 cp s3://{registry}/{transform_key} {transform}; do
   sleep 30
 done
-cat > /etc/wrt/wrt.env <<ENV
-AWS_REGION={region}
-WRT_KAFKA_BROKERS=$brokers
-WRT_LAKE_BUCKET={lake}
-WRT_REGISTRY_BUCKET={registry}
-ENV
+chmod 0644 {transform}
+
+# The brokers are resolved here, not when `up` renders this script: `up` creates the hosts
+# while MSK is still being created (20-40 minutes; it waits only before the connector), so
+# they are not known yet. Port 9098 is the IAM listener.
+until brokers=$(aws kafka get-bootstrap-brokers --cluster-arn {kafka} \
+    --query BootstrapBrokerStringSaslIam --output text) && [ -n "$brokers" ] && [ "$brokers" != None ]; do
+  sleep 30
+done
+# Quoted: the file is written exactly as rendered, then the brokers go in.
+cat > /etc/wrt/wrt.toml <<'TOML'
+{pipeline}TOML
+sed -i "s|{placeholder}|$brokers|" /etc/wrt/wrt.toml
+chmod 0644 /etc/wrt/wrt.toml
 
 # Binlog retention long enough for the connector to catch up after a pause.
 dnf install -y mariadb105
@@ -65,7 +145,10 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
-EnvironmentFile=/etc/wrt/wrt.env
+Environment=AWS_REGION={region}
+# A dynamic user has no home: keep compiled components in a directory systemd provides.
+CacheDirectory=wrt
+Environment=WRT_CACHE_DIR=/var/cache/wrt
 ExecStart=/usr/local/bin/wrt {args}
 Restart=always
 RestartSec=5
@@ -80,9 +163,12 @@ systemctl enable --now wrt.service
         stack = t.stack,
         region = t.region,
         registry = t.registry_bucket(),
-        lake = t.lake_bucket(),
         binary = t.hosts.wrt_binary_key,
+        transform_key = t.hosts.transform_key,
+        transform = TRANSFORM_PATH,
         kafka = facts.kafka_arn,
+        pipeline = pipeline_toml(t, BROKERS_PLACEHOLDER),
+        placeholder = BROKERS_PLACEHOLDER,
         secret = facts.secret_arn,
         endpoint = facts.db_endpoint,
         user = db.master_username,
@@ -244,25 +330,40 @@ impl Stack {
 mod tests {
     use super::*;
 
-    #[test]
-    fn user_data_installs_wrt_and_sets_binlog_retention_without_secrets() {
-        let mut t = Topology::default();
-        t.database.literal_password = Some("Bespin12!".into());
-        let facts = HostFacts {
+    fn facts() -> HostFacts {
+        HostFacts {
             db_endpoint: "wrt-db.abc.us-west-2.rds.amazonaws.com".into(),
             secret_arn: "arn:aws:secretsmanager:us-west-2:123456789012:secret:wrt/db-master-AbCdEf"
                 .into(),
             kafka_arn: "arn:aws:kafka:us-west-2:123456789012:cluster/wrt-kafka/x".into(),
-        };
-        let script = user_data(&t, &facts);
+        }
+    }
+
+    /// The body of the script's quoted `wrt.toml` heredoc, parsed.
+    fn written_pipeline(script: &str) -> toml::Table {
+        let (_, rest) = script
+            .split_once("cat > /etc/wrt/wrt.toml <<'TOML'\n")
+            .expect("the script writes /etc/wrt/wrt.toml");
+        let (body, _) = rest.split_once("\nTOML\n").expect("the heredoc ends");
+        body.parse().unwrap_or_else(|e| panic!("{e}\n{body}"))
+    }
+
+    #[test]
+    fn user_data_installs_wrt_and_sets_binlog_retention_without_secrets() {
+        let mut t = Topology::default();
+        t.database.literal_password = Some("Bespin12!".into());
+        let script = user_data(&t, &facts());
         for needle in [
             "aws s3 cp s3://wrt-registry/bin/wrt /usr/local/bin/wrt",
+            "until aws s3 cp s3://wrt-registry/transforms/transform.wasm /opt/wrt/transform.wasm",
+            "--cluster-arn arn:aws:kafka:us-west-2:123456789012:cluster/wrt-kafka/x",
+            "--query BootstrapBrokerStringSaslIam",
+            "sed -i \"s|@MSK_IAM_BOOTSTRAP_BROKERS@|$brokers|\" /etc/wrt/wrt.toml",
             "call mysql.rds_set_configuration('binlog retention hours', 24)",
             "mysql -h wrt-db.abc.us-west-2.rds.amazonaws.com -u admin",
             "--secret-id arn:aws:secretsmanager:us-west-2:123456789012:secret:wrt/db-master-AbCdEf",
             "ExecStart=/usr/local/bin/wrt run --config /etc/wrt/wrt.toml",
             "systemctl enable --now wrt.service",
-            "WRT_LAKE_BUCKET=wrt-lake",
         ] {
             assert!(
                 script.contains(needle),
@@ -273,5 +374,63 @@ mod tests {
             !script.contains("Bespin"),
             "the password leaked into user data"
         );
+    }
+
+    #[test]
+    fn user_data_writes_the_pipeline_file_of_the_topology() {
+        let t = Topology::parse(
+            r#"
+            stack = "shop"
+            region = "eu-west-1"
+            [network]
+            public-subnets = [{ cidr = "10.0.1.0/24", az = "eu-west-1a" }, { cidr = "10.0.2.0/24", az = "eu-west-1b" }]
+            private-subnets = [{ cidr = "10.0.3.0/24", az = "eu-west-1a" }, { cidr = "10.0.4.0/24", az = "eu-west-1b" }]
+            [database]
+            availability-zone = "eu-west-1a"
+            [connector]
+            topic-prefix = "cdc.shop"
+            [storage]
+            lake-bucket = "shop-data-lake"
+            [hosts]
+            transform-key = "transforms/pii_mask.wasm"
+            "#,
+        )
+        .unwrap();
+        t.validate().unwrap();
+        let script = user_data(&t, &facts());
+        let expected: toml::Table = toml::from_str(
+            r#"
+            name = "shop"
+            [source]
+            kind = "kafka"
+            brokers = "@MSK_IAM_BOOTSTRAP_BROKERS@"
+            topics = ['^cdc\.shop\..*', "cdc.shop"]
+            auth = { mechanism = "msk-iam", region = "eu-west-1" }
+            [transform]
+            path = "/opt/wrt/transform.wasm"
+            [sink]
+            kind = "s3"
+            bucket = "shop-data-lake"
+            region = "eu-west-1"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(written_pipeline(&script), expected);
+        assert!(
+            script.contains("s3://shop-registry/transforms/pii_mask.wasm /opt/wrt/transform.wasm"),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn pipeline_file_takes_known_brokers_verbatim() {
+        let brokers = "b-1.wrt.x.c2.kafka.us-west-2.amazonaws.com:9098,b-2.wrt.x.c2.kafka.us-west-2.amazonaws.com:9098";
+        let file: toml::Table = pipeline_toml(&Topology::default(), brokers)
+            .parse()
+            .unwrap();
+        assert_eq!(file["source"]["brokers"].as_str(), Some(brokers));
+        let topics = file["source"]["topics"].as_array().unwrap();
+        assert_eq!(topics[0].as_str(), Some("^wrt\\..*"));
+        assert_eq!(topics[1].as_str(), Some("wrt"));
     }
 }

@@ -105,7 +105,23 @@ impl Stack {
                     // Brokers are looked up at boot; the password sets binlog retention once.
                     statement(
                         &["kafka:GetBootstrapBrokers", "kafka:DescribeClusterV2"],
-                        &[cluster],
+                        std::slice::from_ref(&cluster),
+                    ),
+                    // wrt's consumer over MSK IAM: the cluster, its topics and its groups,
+                    // whose ARNs are the cluster's with `topic/` or `group/` and a name.
+                    statement(
+                        &[
+                            "kafka-cluster:Connect",
+                            "kafka-cluster:DescribeTopic",
+                            "kafka-cluster:ReadData",
+                            "kafka-cluster:DescribeGroup",
+                            "kafka-cluster:AlterGroup",
+                        ],
+                        &[
+                            cluster.clone(),
+                            format!("{}/*", cluster.replacen(":cluster/", ":topic/", 1)),
+                            format!("{}/*", cluster.replacen(":cluster/", ":group/", 1)),
+                        ],
                     ),
                     statement(&["secretsmanager:GetSecretValue"], &[secret]),
                 ]

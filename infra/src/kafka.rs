@@ -1,7 +1,8 @@
 //! MSK: the Kafka cluster Debezium writes to and wrt reads from.
 
 use aws_sdk_kafka::types::{
-    BrokerNodeGroupInfo, ClusterState, EbsStorageInfo, ProvisionedRequest, StorageInfo,
+    BrokerNodeGroupInfo, ClientAuthentication, ClusterState, EbsStorageInfo, Iam,
+    ProvisionedRequest, Sasl, StorageInfo, Unauthenticated,
 };
 
 use crate::aws::wait_until;
@@ -49,8 +50,18 @@ impl Stack {
             .instance_type(&k.broker_instance_type)
             .storage_info(storage)
             .build();
+        // IAM is the hosts' listener (9098); the connector authenticates by TLS alone (9094).
+        let auth = ClientAuthentication::builder()
+            .sasl(
+                Sasl::builder()
+                    .iam(Iam::builder().enabled(true).build())
+                    .build(),
+            )
+            .unauthenticated(Unauthenticated::builder().enabled(true).build())
+            .build();
         let provisioned = ProvisionedRequest::builder()
             .broker_node_group_info(nodes)
+            .client_authentication(auth)
             .kafka_version(&k.kafka_version)
             .number_of_broker_nodes(brokers)
             .build();

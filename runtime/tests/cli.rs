@@ -103,24 +103,16 @@ fn a_wrong_expectation_fails_with_a_readable_diff() {
 
 /// Every object under `dir`: key → decompressed lines.
 fn lake(dir: &Path) -> BTreeMap<String, Vec<String>> {
-    let mut objects = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        for entry in std::fs::read_dir(&path).unwrap().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let mut body = String::new();
-            flate2::read::GzDecoder::new(std::fs::File::open(&p).unwrap())
-                .read_to_string(&mut body)
+    wrt_tests::files(dir)
+        .into_iter()
+        .map(|(key, body)| {
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_string(&mut text)
                 .unwrap();
-            let key = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            objects.insert(key, body.lines().map(String::from).collect());
-        }
-    }
-    objects
+            (key, text.lines().map(String::from).collect())
+        })
+        .collect()
 }
 
 #[test]

@@ -34,6 +34,17 @@ struct Stack {
 
 impl Stack {
     fn get() -> Stack {
+        // The S3 sink takes MinIO's credentials from the default chain, as on AWS.
+        static CREDENTIALS: std::sync::Once = std::sync::Once::new();
+        CREDENTIALS.call_once(|| {
+            // SAFETY: every test calls `Stack::get` first, so this runs before any test
+            // starts a thread or a client that could read the environment.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::env::set_var("AWS_ACCESS_KEY_ID", MINIO_USER);
+                std::env::set_var("AWS_SECRET_ACCESS_KEY", MINIO_PASSWORD);
+            }
+        });
         let stack = Stack {
             mariadb_port: env_or("WRT_STACK_MARIADB_PORT", "3307"),
             kafka: format!("127.0.0.1:{}", env_or("WRT_STACK_KAFKA_PORT", "9092")),
@@ -495,7 +506,7 @@ fn rows_by_id(objects: &BTreeMap<String, Vec<String>>) -> BTreeMap<i64, Vec<serd
     rows
 }
 
-/// Exactly once, in per-key order, with the exact values. Returns (duplicates, losses).
+/// Exactly once, in per-key order, with the exact values; counts duplicates and losses.
 fn assert_exactly_once(
     objects: &BTreeMap<String, Vec<String>>,
     expected: &BTreeMap<i64, Vec<Change>>,
@@ -603,6 +614,25 @@ async fn setup(test: &str, load: &Workload, max_records: u64) -> Setup {
     }
 }
 
+impl Setup {
+    /// Waits until every expected change has a row in the lake; returns their count.
+    async fn wait_for(
+        &self,
+        expected: &BTreeMap<i64, Vec<Change>>,
+        wrt: &mut Wrt,
+        limit: Duration,
+    ) -> usize {
+        let want = expected.values().map(Vec::len).sum();
+        wait_for_rows(&self.s3, &self.names.bucket, want, limit, wrt).await;
+        want
+    }
+
+    /// Every object in the test's bucket.
+    async fn lake(&self) -> BTreeMap<String, Vec<String>> {
+        objects(&self.s3, &self.names.bucket, "").await
+    }
+}
+
 /// Applies the streaming part of the workload from another thread.
 fn apply_in_background(setup: &Setup, load: &Workload) -> std::thread::JoinHandle<()> {
     let script = format!(
@@ -628,15 +658,9 @@ async fn ten_thousand_changes_land_exactly_once() {
     let mut wrt = Wrt::start(&setup.config, &setup.dir.path().join("wrt.log"));
     let started = Instant::now();
     apply_in_background(&setup, &load).join().unwrap();
-    let want: usize = load.expected.values().map(Vec::len).sum();
-    wait_for_rows(
-        &setup.s3,
-        &setup.names.bucket,
-        want,
-        Duration::from_secs(240),
-        &mut wrt,
-    )
-    .await;
+    let want = setup
+        .wait_for(&load.expected, &mut wrt, Duration::from_secs(240))
+        .await;
     let elapsed = started.elapsed();
     let log = wrt.stop();
     println!(
@@ -645,7 +669,7 @@ async fn ten_thousand_changes_land_exactly_once() {
         want as f64 / elapsed.as_secs_f64()
     );
 
-    let lake = objects(&setup.s3, &setup.names.bucket, "").await;
+    let lake = setup.lake().await;
     assert_exactly_once(&lake, &load.expected);
     assert!(
         lake.keys().any(|k| k.starts_with("_schema_changes/")),
@@ -699,17 +723,11 @@ async fn sigkill_while_uploading_loses_and_doubles_nothing() {
     writer.join().unwrap();
 
     let mut wrt = Wrt::start(&setup.config, &log(99));
-    let want: usize = load.expected.values().map(Vec::len).sum();
-    wait_for_rows(
-        &setup.s3,
-        &setup.names.bucket,
-        want,
-        Duration::from_secs(240),
-        &mut wrt,
-    )
-    .await;
+    setup
+        .wait_for(&load.expected, &mut wrt, Duration::from_secs(240))
+        .await;
     wrt.stop();
-    let lake = objects(&setup.s3, &setup.names.bucket, "").await;
+    let lake = setup.lake().await;
     println!("e2e: {interrupted} runs killed mid-upload; duplicates 0, losses 0 asserted next");
     assert_exactly_once(&lake, &load.expected);
     setup.stack.drop_connector(&setup.names.connector);
@@ -747,17 +765,11 @@ async fn a_poison_record_is_dead_lettered_and_the_pipeline_goes_on() {
         .stack
         .sql(&format!("USE {};\n{}", setup.names.database, late.concat()));
 
-    let want: usize = after.values().map(Vec::len).sum();
-    wait_for_rows(
-        &setup.s3,
-        &setup.names.bucket,
-        want,
-        Duration::from_secs(120),
-        &mut wrt,
-    )
-    .await;
+    setup
+        .wait_for(&after, &mut wrt, Duration::from_secs(120))
+        .await;
     wrt.stop();
-    let lake = objects(&setup.s3, &setup.names.bucket, "").await;
+    let lake = setup.lake().await;
     assert_exactly_once(&lake, &after);
     let dead: Vec<serde_json::Value> = lake
         .iter()
@@ -775,4 +787,71 @@ async fn a_poison_record_is_dead_lettered_and_the_pipeline_goes_on() {
     assert_eq!(dead[0]["value"], "this is not a Debezium envelope");
     assert_eq!(dead[0]["source"]["partition"], 0);
     setup.stack.drop_connector(&setup.names.connector);
+}
+
+/// The S3 sink against MinIO: a large object goes up in parts, comes back byte for byte,
+/// carries its offsets and transform digest as metadata, and markers read back and delete.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_s3_sink_uploads_large_objects_in_parts_with_metadata() {
+    use wrt::encode::{Object, ObjectMeta};
+    use wrt::sink::Sink;
+
+    let stack = Stack::get();
+    let names = Names::new("e2e_sink");
+    let s3 = stack.s3().await;
+    s3.create_bucket()
+        .bucket(&names.bucket)
+        .send()
+        .await
+        .unwrap();
+    let sink = wrt::sink::s3::S3::new(&wrt::config::S3Sink {
+        bucket: names.bucket.clone(),
+        prefix: "lake/".into(),
+        region: "us-east-1".into(),
+        endpoint_url: Some(stack.minio.clone()),
+        force_path_style: true,
+        multipart_threshold_mb: 5,
+    })
+    .await;
+    sink.check().await.unwrap();
+
+    let mut rng = fastrand::Rng::with_seed(1);
+    let body: Vec<u8> = std::iter::repeat_with(|| rng.u8(..))
+        .take(12 << 20)
+        .collect();
+    let object = Object {
+        key: "t/dt=2024-05-01/t+0+00000000000000000042+abcdef012345.jsonl.gz".into(),
+        body: body.clone(),
+        meta: ObjectMeta {
+            records: 3,
+            topic: "t".into(),
+            partition: 0,
+            first_offset: 42,
+            last_offset: 44,
+            transform: "abcdef0123456789".into(),
+        },
+    };
+    sink.put(&object).await.unwrap();
+
+    let head = s3
+        .head_object()
+        .bucket(&names.bucket)
+        .key(format!("lake/{}", object.key))
+        .send()
+        .await
+        .unwrap();
+    let e_tag = head.e_tag().unwrap_or_default();
+    assert!(
+        e_tag.contains("-3"),
+        "three parts of 5 MiB at most: {e_tag}"
+    );
+    let meta = head.metadata().unwrap();
+    assert_eq!(meta["wrt-first-offset"], "42");
+    assert_eq!(meta["wrt-last-offset"], "44");
+    assert_eq!(meta["wrt-transform"], "abcdef0123456789");
+    assert_eq!(sink.get(&object.key).await.unwrap(), Some(body));
+
+    assert_eq!(sink.get("missing").await.unwrap(), None);
+    sink.delete(&object.key).await.unwrap();
+    assert_eq!(sink.get(&object.key).await.unwrap(), None);
 }

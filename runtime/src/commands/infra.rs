@@ -31,14 +31,19 @@ pub struct Infra {
 #[derive(Debug, clap::Subcommand)]
 enum InfraAction {
     /// Check the topology file without calling AWS.
+    #[command(after_help = "Example:\n  wrt infra check --config infra.toml")]
     Check,
     /// Show what `up` would create, change or refuse to replace, in dependency order.
+    #[command(after_help = "Example:\n  wrt infra plan --config infra.toml")]
     Plan,
     /// Create what is missing and fix what differs, waiting for each resource.
+    #[command(after_help = "Example:\n  wrt infra up --config infra.toml")]
     Up,
     /// Show every resource of the stack, its id, and whether it matches the topology.
+    #[command(after_help = "Example:\n  wrt infra status --config infra.toml")]
     Status,
     /// Delete every resource tagged as this stack's, dependents first; reports every failure.
+    #[command(after_help = "Example:\n  wrt infra down --config infra.toml --purge-buckets")]
     Down {
         /// Also delete the objects in the stack's buckets (the lake's data included).
         #[arg(long)]
@@ -101,12 +106,20 @@ impl Infra {
                     }
                 }
                 InfraAction::Down { purge_buckets } => {
-                    let teardown = stack
-                        .with_purge_buckets(purge_buckets)
-                        .down(&print)
-                        .await
-                        .context("wrt infra down")?;
-                    println!("down: {} resources deleted", teardown.deleted);
+                    let stack = stack.with_purge_buckets(purge_buckets);
+                    let teardown = stack.down(&print).await.context("wrt infra down")?;
+                    // Found by tag again, so the count is what the account says, not what
+                    // `down` believes it deleted.
+                    let remaining = (stack.plan().await?.steps.iter())
+                        .filter(|step| step.id.is_some())
+                        .count();
+                    println!(
+                        "down: {} resources deleted, {remaining} remaining",
+                        teardown.deleted
+                    );
+                    if remaining > 0 {
+                        return Ok(ExitCode::FAILURE);
+                    }
                 }
             }
             anyhow::Ok(ExitCode::SUCCESS)
