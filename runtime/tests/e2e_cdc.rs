@@ -105,6 +105,13 @@ impl Stack {
             .status();
     }
 
+    /// A client, and an empty bucket of its own for the test.
+    async fn s3_with_bucket(&self, bucket: &str) -> Client {
+        let s3 = self.s3().await;
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        s3
+    }
+
     async fn s3(&self) -> Client {
         let config = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
@@ -596,12 +603,7 @@ async fn setup(test: &str, load: &Workload, max_records: u64) -> Setup {
         db = names.database
     ));
     stack.connector(&names.connector, &names.database, &names.prefix);
-    let s3 = stack.s3().await;
-    s3.create_bucket()
-        .bucket(&names.bucket)
-        .send()
-        .await
-        .unwrap();
+    let s3 = stack.s3_with_bucket(&names.bucket).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("pipeline.toml");
     std::fs::write(&config, pipeline_toml(&names, &stack, max_records)).unwrap();
@@ -798,12 +800,7 @@ async fn the_s3_sink_uploads_large_objects_in_parts_with_metadata() {
 
     let stack = Stack::get();
     let names = Names::new("e2e_sink");
-    let s3 = stack.s3().await;
-    s3.create_bucket()
-        .bucket(&names.bucket)
-        .send()
-        .await
-        .unwrap();
+    let s3 = stack.s3_with_bucket(&names.bucket).await;
     let sink = wrt::sink::s3::S3::new(&wrt::config::S3Sink {
         bucket: names.bucket.clone(),
         prefix: "lake/".into(),
