@@ -10,7 +10,9 @@ const WORKSPACES: [(&str, &str); 2] = [
 ];
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Read at run time: a build script binary may be reused from a checkout elsewhere.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it");
+    let root = PathBuf::from(manifest_dir).join("..");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // Beside the host's own target dir (target/<profile>/build/<crate>/out → target), so
     // every profile shares one guest build; a separate dir also avoids cargo's build lock.

@@ -13,8 +13,9 @@ use wrt::decode::KafkaRecord;
 use wrt::pipeline::{self, Options, Summary};
 use wrt::sink::LocalDir;
 use wrt::source::MemorySource;
-use wrt::transform::Transform;
+use wrt::telemetry::Telemetry;
 use wrt::transform::sandbox::{Limits, Sandbox, TransformConfig};
+use wrt::transform::{Current, Transform};
 
 use native_pii::NativePiiMask;
 
@@ -51,13 +52,14 @@ fn main() -> anyhow::Result<()> {
 
     let (mut wasm_times, mut native_times) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
-        let mut guest = sandbox.instantiate(&compiled, config.clone(), Limits::default())?;
-        let mut native = NativePiiMask::new(SALT);
+        let guest: Box<dyn Transform> =
+            Box::new(sandbox.instantiate(&compiled, config.clone(), Limits::default())?);
+        let native: Box<dyn Transform> = Box::new(NativePiiMask::new(SALT));
         // Alternate the order so drift on a noisy machine hits both sides alike.
-        let pair: [&mut dyn Transform; 2] = if run % 2 == 0 {
-            [&mut guest, &mut native]
+        let pair = if run % 2 == 0 {
+            [guest, native]
         } else {
-            [&mut native, &mut guest]
+            [native, guest]
         };
         for transform in pair {
             let is_native = transform.digest() == "native-pii-mask";
@@ -104,7 +106,7 @@ fn main() -> anyhow::Result<()> {
 
 fn run_once(
     records: &[KafkaRecord],
-    transform: &mut dyn Transform,
+    transform: Box<dyn Transform>,
     options: &Options,
 ) -> anyhow::Result<Duration> {
     let (summary, _dir) = run_into_tempdir(records, transform, options)?;
@@ -114,18 +116,21 @@ fn run_once(
 /// Runs the pipeline over `records` into a fresh folder, which is returned to inspect.
 fn run_into_tempdir(
     records: &[KafkaRecord],
-    transform: &mut dyn Transform,
+    transform: Box<dyn Transform>,
     options: &Options,
 ) -> anyhow::Result<(Summary, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let mut source = MemorySource::new(records.to_vec());
     let sink = LocalDir::new(dir.path());
+    let telemetry = Telemetry::new("bench", transform.digest());
+    let mut current = Current::fixed(transform);
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let summary = runtime.block_on(pipeline::run(
         &mut source,
-        transform,
+        &mut current,
         &sink,
         options,
+        &telemetry,
         &ProgressBar::hidden(),
     ))?;
     Ok((summary, dir))
@@ -158,16 +163,17 @@ mod tests {
         let sandbox = Sandbox::new(None).unwrap();
         let wasm = std::fs::read(wrt_tests::guest("pii_mask")).unwrap();
         let config: TransformConfig = [("salt".to_string(), SALT.to_string())].into();
-        let mut guest = sandbox.load(&wasm, config, Limits::default()).unwrap();
-        let mut native = NativePiiMask::new(SALT);
-        let (gs, gdir) = run_into_tempdir(&records, &mut guest, &options).unwrap();
-        let (ns, ndir) = run_into_tempdir(&records, &mut native, &options).unwrap();
+        let guest = sandbox.load(&wasm, config, Limits::default()).unwrap();
+        let guest_digest = guest.digest().to_string();
+        let native = NativePiiMask::new(SALT);
+        let (gs, gdir) = run_into_tempdir(&records, Box::new(guest), &options).unwrap();
+        let (ns, ndir) = run_into_tempdir(&records, Box::new(native), &options).unwrap();
         assert_eq!(
             (gs.records_out, gs.dead_letters),
             (ns.records_out, ns.dead_letters)
         );
         assert!(gs.records_out >= 10_000);
-        let guest_objects = contents(gdir.path(), guest.digest());
+        let guest_objects = contents(gdir.path(), &guest_digest);
         let native_objects = contents(ndir.path(), "native-pii-mask");
         assert_eq!(guest_objects.len(), native_objects.len());
         assert!(

@@ -36,7 +36,15 @@ struct PipelineFile<'a> {
     source: PipelineSource<'a>,
     transform: PipelineTransform,
     sink: PipelineSink<'a>,
+    /// Present and empty: `wrt deploy` ships new versions, which hosts hot-swap.
+    registry: Defaults,
+    /// Present and empty: the admin server on loopback, for the health checks and metrics.
+    admin: Defaults,
 }
+
+/// A section whose every key takes wrt's default.
+#[derive(Serialize)]
+struct Defaults {}
 
 #[derive(Serialize)]
 struct PipelineSource<'a> {
@@ -91,6 +99,8 @@ fn pipeline_toml(t: &Topology, brokers: &str) -> String {
             bucket: t.lake_bucket(),
             region: &t.region,
         },
+        registry: Defaults {},
+        admin: Defaults {},
     };
     toml::to_string(&file).expect("the pipeline file serializes")
 }
@@ -412,6 +422,8 @@ mod tests {
             kind = "s3"
             bucket = "shop-data-lake"
             region = "eu-west-1"
+            [registry]
+            [admin]
             "#,
         )
         .unwrap();

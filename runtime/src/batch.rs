@@ -240,6 +240,18 @@ impl Batcher {
         self.open.is_empty()
     }
 
+    /// Whether an open window replays one a previous owner began.
+    pub fn replaying(&self) -> bool {
+        self.open.values().any(|w| w.replay_end.is_some())
+    }
+
+    /// Names the transform that makes the windows opened from now on. Every window must be
+    /// closed: an object holds one version's output.
+    pub fn switch(&mut self, digest: &str) {
+        assert!(self.is_idle(), "switching transform with open windows");
+        self.digest = digest.to_string();
+    }
+
     /// Adds a transform output made from `record`.
     pub fn add_output(&mut self, record: &KafkaRecord, output: &OutputRecord, time: Timestamp) {
         let mut path = self.template.render(time);

@@ -29,6 +29,48 @@ pub struct PipelineConfig {
     pub batch: BatchConfig,
     /// Where objects go.
     pub sink: SinkConfig,
+    /// Run the version deployed with `wrt deploy`, and switch as new ones are deployed.
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
+    /// The admin HTTP server: health, readiness, metrics, status.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+}
+
+/// The transform registry, kept beside the lake in the sink under `_wrt/transforms/<name>/`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RegistryConfig {
+    /// How often hosts check for a newly deployed version, in milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            poll_interval_ms: 2_000,
+        }
+    }
+}
+
+/// The admin HTTP server.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct AdminConfig {
+    /// Address and port to listen on; loopback unless the port is firewalled.
+    pub listen: String,
+    /// The environment variable holding the bearer token that calls changing state must
+    /// carry (a token never goes in a file that may be committed).
+    pub token_env: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9464".into(),
+            token_env: "WRT_ADMIN_TOKEN".into(),
+        }
+    }
 }
 
 /// Where change events come from.
@@ -227,7 +269,15 @@ pub enum LoadError {
 }
 
 /// The top-level sections an environment variable may override.
-const SECTIONS: [&str; 5] = ["name", "source", "transform", "batch", "sink"];
+const SECTIONS: [&str; 7] = [
+    "name",
+    "source",
+    "transform",
+    "batch",
+    "sink",
+    "registry",
+    "admin",
+];
 
 impl PipelineConfig {
     /// Reads `path`, applies `WRT_*` overrides, and validates.
@@ -355,6 +405,22 @@ impl PipelineConfig {
                 "use 5 or more (the default is 16)",
             );
         }
+        if let Some(registry) = &self.registry {
+            check(
+                registry.poll_interval_ms > 0,
+                "registry.poll-interval-ms",
+                "is 0".into(),
+                "check every few seconds, e.g. `poll-interval-ms = 2000`",
+            );
+        }
+        if let Some(admin) = &self.admin {
+            check(
+                admin.listen.parse::<std::net::SocketAddr>().is_ok(),
+                "admin.listen",
+                format!("{:?} is not an address and port", admin.listen),
+                "e.g. `listen = \"127.0.0.1:9464\"`",
+            );
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -419,6 +485,13 @@ region = "eu-west-1"
 endpoint-url = "http://127.0.0.1:9000"
 force-path-style = true
 multipart-threshold-mb = 8
+
+[registry]
+poll-interval-ms = 500
+
+[admin]
+listen = "127.0.0.1:9464"
+token-env = "SHOP_ADMIN_TOKEN"
 "#;
 
     fn load(text: &str) -> Result<PipelineConfig, LoadError> {
@@ -487,7 +560,8 @@ multipart-threshold-mb = 8
             .replace("bucket = \"lake\"", "bucket = \"Bad_Bucket\"")
             .replace("max-records = 100", "max-records = 0")
             .replace("dt={yyyy}-{MM}-{dd}/hr={HH}", "dt={date}")
-            .replace("topics = [\"^shop\\\\..*\", \"shop\"]", "topics = []");
+            .replace("topics = [\"^shop\\\\..*\", \"shop\"]", "topics = []")
+            .replace("127.0.0.1:9464", "localhost");
         let LoadError::Invalid(errors) = load(&text).unwrap_err() else {
             panic!("expected validation errors")
         };
@@ -498,7 +572,8 @@ multipart-threshold-mb = 8
                 "source.topics",
                 "batch.max-records",
                 "batch.partition-template",
-                "sink.bucket"
+                "sink.bucket",
+                "admin.listen"
             ]
         );
         assert!(errors.iter().all(|e| !e.fix.is_empty()));

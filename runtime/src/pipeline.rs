@@ -7,6 +7,9 @@
 //! 5. **encode** ([`crate::encode`]): a closed window → gzipped JSON Lines objects;
 //! 6. **sink** ([`crate::sink`]): each object durable;
 //! 7. **ack**: only then commit the window's offsets.
+//!
+//! Between batches, a newer transform version (from [`crate::transform::watch`]) replaces the
+//! running one once the open windows are written, so no object mixes versions.
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,8 @@ use crate::encode::{Object, Reason};
 use crate::event::{Column, OutputRecord, Timestamp, Value};
 use crate::sink::{Sink, SinkError};
 use crate::source::{Source, SourceError};
-use crate::transform::Transform;
+use crate::telemetry::Telemetry;
+use crate::transform::{Current, Transform};
 
 /// Where schema-change events land, as rows, beside the tables.
 pub const SCHEMA_CHANGES: &str = "_schema_changes";
@@ -65,6 +69,8 @@ pub struct Summary {
     pub schema_changes: u64,
     /// Transform calls that failed as a whole (trap, timeout, memory cap).
     pub failed_calls: u64,
+    /// Switches to another transform version.
+    pub swaps: u64,
     pub objects: u64,
     pub bytes_written: u64,
     #[serde(serialize_with = "seconds")]
@@ -107,29 +113,55 @@ pub enum Emit {
 /// Runs the pipeline until the source ends (or, with `stop_when_idle`, goes quiet).
 pub async fn run<S: Source, K: Sink>(
     source: &mut S,
-    transform: &mut dyn Transform,
+    current: &mut Current,
     sink: &K,
     options: &Options,
+    telemetry: &Telemetry,
     progress: &ProgressBar,
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
     let mut batcher = Batcher::new(
         options.rotation,
         options.template.clone(),
-        transform.digest(),
+        current.transform.digest(),
     );
     let mut summary = Summary::default();
     let mut last_record = Instant::now();
+    let mut newer: Option<Box<dyn Transform>> = None;
 
-    while let Some(records) = source.poll(options.batch_size).await? {
+    loop {
+        // A batch boundary: switch to a newer version if one is ready, unless a replayed
+        // window is open (it must end where its marker says, under the version that began it).
+        newer = newer.or_else(|| current.newer());
+        if newer.is_some() && !batcher.replaying() {
+            let next = newer.take().expect("checked above");
+            switch(
+                current,
+                next,
+                &mut batcher,
+                sink,
+                source,
+                telemetry,
+                &mut summary,
+            )
+            .await?;
+        }
+        let Some(records) = source.poll(options.batch_size).await? else {
+            break;
+        };
         for revoked in source.revoked() {
             batcher.abandon(&revoked);
         }
+        telemetry.owned(source.owned());
+        telemetry.records_in(records.len());
 
         // Decode and transform: CPU-bound and this task's only work, so it runs inline.
-        let transformed = transform_records(&records, transform);
+        let transformed = transform_records(&records, current.transform.as_mut());
         summary.change_events += transformed.change_events;
         summary.failed_calls += u64::from(transformed.failed_call);
+        if let Some(took) = transformed.call_time {
+            telemetry.transform_call(transformed.change_events as usize, took);
+        }
 
         // Batch, in offset order, so windows close at the same records on every replay.
         let mut closed = Vec::new();
@@ -144,15 +176,18 @@ pub async fn run<S: Source, K: Sink>(
                 match emit {
                     Emit::Output(output, time) => {
                         summary.records_out += 1;
+                        telemetry.output(&output.destination);
                         batcher.add_output(record, &output, time);
                     }
                     Emit::SchemaChange(output, time) => {
                         summary.schema_changes += 1;
                         summary.records_out += 1;
+                        telemetry.output(&output.destination);
                         batcher.add_output(record, &output, time);
                     }
                     Emit::DeadLetter(reason) => {
                         summary.dead_letters += 1;
+                        telemetry.dead_letter();
                         batcher.add_dead_letter(record, &reason);
                     }
                     Emit::Tombstone => summary.tombstones += 1,
@@ -165,7 +200,7 @@ pub async fn run<S: Source, K: Sink>(
 
         // Encode, write, and commit what is durable.
         for window in closed {
-            write_window(&batcher, window, sink, source, &mut summary).await?;
+            write_window(&batcher, window, sink, source, telemetry, &mut summary).await?;
         }
         progress.inc(records.len() as u64);
 
@@ -180,10 +215,35 @@ pub async fn run<S: Source, K: Sink>(
     }
 
     for window in batcher.close_all() {
-        write_window(&batcher, window, sink, source, &mut summary).await?;
+        write_window(&batcher, window, sink, source, telemetry, &mut summary).await?;
     }
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Writes every open window under the running version, then runs `next`: the pause the
+/// switch costs is those writes.
+async fn switch<S: Source, K: Sink>(
+    current: &mut Current,
+    next: Box<dyn Transform>,
+    batcher: &mut Batcher,
+    sink: &K,
+    source: &mut S,
+    telemetry: &Telemetry,
+    summary: &mut Summary,
+) -> Result<(), PipelineError> {
+    let paused = Instant::now();
+    for window in batcher.close_all() {
+        write_window(batcher, window, sink, source, telemetry, summary).await?;
+    }
+    let previous = std::mem::replace(&mut current.transform, next);
+    batcher.switch(current.transform.digest());
+    let pause = paused.elapsed();
+    summary.swaps += 1;
+    telemetry.swapped(previous.digest(), current.transform.digest(), pause);
+    tracing::info!(from = %previous.digest(), to = %current.transform.digest(),
+        pause_ms = pause.as_secs_f64() * 1000.0, "switched transform version");
+    Ok(())
 }
 
 /// The end recorded by a marker at `record`'s offset: a window that was being written when
@@ -226,8 +286,10 @@ async fn write_window<S: Source, K: Sink>(
     window: Window,
     sink: &K,
     source: &mut S,
+    telemetry: &Telemetry,
     summary: &mut Summary,
 ) -> Result<(), PipelineError> {
+    let started = Instant::now();
     let (partition, first_offset, next_offset) = (
         window.source.clone(),
         window.first_offset,
@@ -250,11 +312,15 @@ async fn write_window<S: Source, K: Sink>(
         .await?;
     }
     for object in &objects {
-        sink.put(object).await?;
+        let upload = Instant::now();
+        let put = sink.put(object).await;
+        telemetry.upload(upload.elapsed(), put.is_ok());
+        put?;
         summary.objects += 1;
         summary.bytes_written += object.body.len() as u64;
     }
     source.commit(&partition, next_offset).await?;
+    telemetry.flushed(&partition, next_offset, started.elapsed());
     if !objects.is_empty() {
         sink.delete(&marker_key).await?;
     }
@@ -270,6 +336,8 @@ pub struct Transformed {
     pub change_events: u64,
     /// Whether the transform call failed as a whole.
     pub failed_call: bool,
+    /// How long the transform call took, if there was one.
+    pub call_time: Option<Duration>,
 }
 
 /// Decodes `records` and runs the change events through `transform` in one call.
@@ -303,13 +371,17 @@ pub fn transform_records(records: &[KafkaRecord], transform: &mut dyn Transform)
         emitted,
         change_events: events.len() as u64,
         failed_call: false,
+        call_time: None,
     };
     if events.is_empty() {
         return transformed;
     }
     let emitted = &mut transformed.emitted;
 
-    match transform.process(&events) {
+    let called = Instant::now();
+    let result = transform.process(&events);
+    transformed.call_time = Some(called.elapsed());
+    match result {
         Ok(outcomes) => {
             for ((slot, event), outcome) in event_slots.into_iter().zip(&events).zip(outcomes) {
                 emitted[slot] = match outcome {

@@ -5,6 +5,8 @@ pub mod s3;
 
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use crate::encode::Object;
 
 /// Why the store failed. Always the store's side: retrying later may help.
@@ -19,6 +21,25 @@ pub enum SinkError {
     Store { location: String, message: String },
 }
 
+/// What a conditional write expects to replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect<'a> {
+    /// No object under the key.
+    Absent,
+    /// The object whose version tag [`Sink::get_versioned`] returned.
+    Version(&'a str),
+}
+
+/// Why a conditional write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ConditionalError {
+    /// Someone else wrote the key since it was read: nothing was written.
+    #[error("the object changed since it was read")]
+    Changed,
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
 /// Somewhere objects become durable.
 pub trait Sink {
     /// Writes `object` under its key, replacing any object already there.
@@ -29,6 +50,24 @@ pub trait Sink {
 
     /// Removes the object under `key`, if any.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// The bytes under `key` and a tag naming that version of them, for [`Sink::put_if`].
+    fn get_versioned(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(Vec<u8>, String)>, SinkError>> + Send;
+
+    /// Writes `body` under `key` only if what is there is what `expect` says: the
+    /// compare-and-swap that keeps two writers of one key from both winning.
+    fn put_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        expect: Expect<'_>,
+    ) -> impl Future<Output = Result<(), ConditionalError>> + Send;
+
+    /// Every key under `prefix`, sorted.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, SinkError>> + Send;
 }
 
 /// A local folder laid out exactly like the bucket: the key is the relative path.
@@ -45,6 +84,45 @@ impl LocalDir {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    fn io_error(path: &Path) -> impl Fn(std::io::Error) -> SinkError + '_ {
+        move |source| SinkError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A local object's version tag: the digest of its bytes.
+fn content_tag(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Blocking body of [`LocalDir::put_if`]: a lock file beside the key serialises writers,
+/// so the check and the write are one step, as S3's conditional PUT makes them.
+fn put_if_locked(path: &Path, body: &[u8], expect: Expect<'_>) -> Result<(), ConditionalError> {
+    let io = LocalDir::io_error(path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(&io)?;
+    }
+    let lock = std::fs::File::create(path.with_extension("lock")).map_err(&io)?;
+    lock.lock().map_err(&io)?;
+    let current = match std::fs::read(path) {
+        Ok(bytes) => Some(content_tag(&bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(e).into()),
+    };
+    let matches = match expect {
+        Expect::Absent => current.is_none(),
+        Expect::Version(tag) => current.as_deref() == Some(tag),
+    };
+    if !matches {
+        return Err(ConditionalError::Changed);
+    }
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, body).map_err(&io)?;
+    std::fs::rename(&tmp, path).map_err(&io)?;
+    Ok(())
 }
 
 impl Sink for LocalDir {
@@ -97,5 +175,107 @@ impl Sink for LocalDir {
             dir = d.parent();
         }
         Ok(())
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, SinkError> {
+        Ok(self.get(key).await?.map(|bytes| {
+            let tag = content_tag(&bytes);
+            (bytes, tag)
+        }))
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        expect: Expect<'_>,
+    ) -> Result<(), ConditionalError> {
+        let path = self.root.join(key);
+        let expect = match expect {
+            Expect::Absent => None,
+            Expect::Version(tag) => Some(tag.to_string()),
+        };
+        tokio::task::spawn_blocking(move || {
+            let expect = expect.as_deref().map_or(Expect::Absent, Expect::Version);
+            put_if_locked(&path, &body, expect)
+        })
+        .await
+        .expect("the conditional write does not panic")
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(dir) = dirs.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(LocalDir::io_error(&dir)(e)),
+                };
+                for entry in entries {
+                    let path = entry.map_err(LocalDir::io_error(&dir))?.path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                        continue;
+                    }
+                    let key = path.strip_prefix(&root).unwrap_or(&path);
+                    let key = key
+                        .to_string_lossy()
+                        .replace(std::path::MAIN_SEPARATOR, "/");
+                    // Lock and temporary files are this store's own, not objects.
+                    let internal = key.ends_with(".lock") || key.ends_with(".partial");
+                    if key.starts_with(&prefix) && !internal {
+                        keys.push(key);
+                    }
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+        .expect("listing does not panic")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conditional_writes_let_one_writer_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDir::new(dir.path());
+        store
+            .put_if("a/p.json", b"one".to_vec(), Expect::Absent)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .put_if("a/p.json", b"two".to_vec(), Expect::Absent)
+                .await,
+            Err(ConditionalError::Changed)
+        ));
+        let (bytes, tag) = store.get_versioned("a/p.json").await.unwrap().unwrap();
+        assert_eq!(bytes, b"one");
+        // Two writers that read the same version: the first wins, the second is refused.
+        store
+            .put_if("a/p.json", b"two".to_vec(), Expect::Version(&tag))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .put_if("a/p.json", b"three".to_vec(), Expect::Version(&tag))
+                .await,
+            Err(ConditionalError::Changed)
+        ));
+        assert_eq!(store.get("a/p.json").await.unwrap().unwrap(), b"two");
+        assert_eq!(
+            store.list("a/").await.unwrap(),
+            vec!["a/p.json".to_string()]
+        );
+        assert_eq!(store.list("b/").await.unwrap(), Vec::<String>::new());
     }
 }

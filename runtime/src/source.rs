@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::batch::TopicPartition;
 use crate::decode::KafkaRecord;
+use crate::telemetry::Owned;
 
 /// Why the source failed: the broker's side, so the supervisor may retry.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,9 @@ pub trait Source {
 
     /// How many records there are in all, when known (for a progress bar).
     fn len_hint(&self) -> Option<u64>;
+
+    /// The partitions this source reads now, for `/status` and the lag metric.
+    fn owned(&self) -> Vec<Owned>;
 }
 
 /// A finite list of records: the bundled sample stream, or a file of fixture events.
@@ -42,14 +46,23 @@ pub trait Source {
 pub struct MemorySource {
     records: std::vec::IntoIter<KafkaRecord>,
     total: u64,
+    partitions: Vec<TopicPartition>,
     /// The offsets committed so far.
     pub committed: BTreeMap<TopicPartition, i64>,
 }
 
 impl MemorySource {
     pub fn new(records: Vec<KafkaRecord>) -> Self {
+        let partitions: std::collections::BTreeSet<TopicPartition> = records
+            .iter()
+            .map(|r| TopicPartition {
+                topic: r.topic.clone(),
+                partition: r.partition,
+            })
+            .collect();
         MemorySource {
             total: records.len() as u64,
+            partitions: partitions.into_iter().collect(),
             records: records.into_iter(),
             committed: BTreeMap::new(),
         }
@@ -73,6 +86,14 @@ impl Source for MemorySource {
 
     fn len_hint(&self) -> Option<u64> {
         Some(self.total)
+    }
+
+    fn owned(&self) -> Vec<Owned> {
+        let owned = |partition: &TopicPartition| Owned {
+            partition: partition.clone(),
+            lag: None,
+        };
+        self.partitions.iter().map(owned).collect()
     }
 }
 

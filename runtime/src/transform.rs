@@ -4,6 +4,9 @@
 //! `bench/`) plug into the same [`Transform`] trait so they can be measured side by side.
 
 pub mod sandbox;
+pub mod watch;
+
+use tokio::sync::mpsc;
 
 use crate::event::{ChangeEvent, Outcome};
 
@@ -17,6 +20,39 @@ pub trait Transform: Send {
     /// `Err` means the whole call failed (trap, timeout, memory cap) and the transform
     /// has already recovered for the next batch.
     fn process(&mut self, events: &[ChangeEvent]) -> Result<Vec<Outcome>, BatchFailure>;
+}
+
+/// The transform a pipeline runs, and the newer versions that arrive while it runs
+/// ([`watch`]), which the pipeline switches to at a batch boundary.
+pub struct Current {
+    pub transform: Box<dyn Transform>,
+    newer: Option<mpsc::Receiver<Box<dyn Transform>>>,
+}
+
+impl Current {
+    /// A transform that is never replaced.
+    pub fn fixed(transform: Box<dyn Transform>) -> Current {
+        Current {
+            transform,
+            newer: None,
+        }
+    }
+
+    /// A transform replaced by whatever arrives on `newer`, loaded and initialised.
+    pub fn watched(
+        transform: Box<dyn Transform>,
+        newer: mpsc::Receiver<Box<dyn Transform>>,
+    ) -> Current {
+        Current {
+            transform,
+            newer: Some(newer),
+        }
+    }
+
+    /// A newer version, if one is ready.
+    pub fn newer(&mut self) -> Option<Box<dyn Transform>> {
+        self.newer.as_mut()?.try_recv().ok()
+    }
 }
 
 /// Why a whole batch failed inside the transform. Always the transform's fault, so the

@@ -101,10 +101,11 @@ fn a_wrong_expectation_fails_with_a_readable_diff() {
     assert!(stdout.contains("FAILED: the output differs"), "{stdout}");
 }
 
-/// Every object under `dir`: key → decompressed lines.
+/// Every data object under `dir`: key → decompressed lines.
 fn lake(dir: &Path) -> BTreeMap<String, Vec<String>> {
     wrt_tests::files(dir)
         .into_iter()
+        .filter(|(key, _)| key.ends_with(".jsonl.gz"))
         .map(|(key, body)| {
             let mut text = String::new();
             flate2::read::GzDecoder::new(&body[..])
@@ -178,8 +179,19 @@ fn run_on_the_embedded_default_writes_the_lake_and_a_summary() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for command in ["run", "test", "sample"] {
-        let out = wrt(&[command, "--help"], &repo_root());
+    for command in [
+        "run",
+        "test",
+        "sample",
+        "deploy",
+        "rollback",
+        "transforms",
+        "transforms list",
+        "transforms history",
+    ] {
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push("--help");
+        let out = wrt(&args, &repo_root());
         assert!(out.status.success());
         let help = text(&out.stdout);
         assert!(
@@ -228,4 +240,123 @@ fn sample_writes_records_that_wrt_test_reads() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).lines().count(), 50);
+}
+
+/// The registry kept in a local lake: deploy, list, history, rollback, and `wrt run`
+/// starting from the deployed version.
+#[test]
+fn deploys_and_rollbacks_move_the_registry_pointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    let v1 = guest("tagger_v1");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"shop\"\n[source]\nkind = \"sample\"\n[transform]\npath = \"{}\"\n\
+             [sink]\nkind = \"local\"\npath = \"lake\"\n[registry]\n",
+            v1.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend(["--config", cfg]);
+        wrt(&args, dir.path())
+    };
+    let digest = |name: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(guest(name)).unwrap()))
+    };
+    let (d1, d2) = (digest("tagger_v1"), digest("tagger_v2"));
+    let v2 = guest("tagger_v2");
+
+    let out = run(&["deploy", v1.to_str().unwrap(), "--by", "tester"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("deployed {d1} to pipeline `shop` (was nothing)")));
+    let out = run(&["deploy", v1.to_str().unwrap(), "--by", "tester"]);
+    assert!(
+        text(&out.stdout).contains("already runs"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&["deploy", v2.to_str().unwrap(), "--by", "tester"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Refused: another world, and events the transform rejects.
+    let out = run(&["deploy", guest("not-a-transform").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("does not implement"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (pii, events, _) = example("pii-mask");
+    let out = run(&["deploy", &pii, "--events", &events]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("of the events failed in the transform")
+            && stderr.contains("nothing was shipped"),
+        "{stderr}"
+    );
+
+    let list = text(&run(&["transforms", "list"]).stdout);
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&d2) && l.contains("current")),
+        "{list}"
+    );
+    assert!(
+        !list.contains(&digest("pii_mask")),
+        "a refused version is not stored"
+    );
+
+    let out = run(&["rollback", "--by", "tester"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("back to {d1}")));
+    let out = run(&["rollback", "--to", &d2[..10], "--by", "tester"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["rollback", "--to", "ffffffff"]);
+    assert!(
+        text(&out.stderr).contains("no stored version"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let history = text(&run(&["transforms", "history"]).stdout);
+    let actions: Vec<(&str, &str)> = history
+        .lines()
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words[1], words[2])
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("deploy", d1.as_str()),
+            ("deploy", d2.as_str()),
+            ("rollback", d1.as_str()),
+            ("rollback", d2.as_str())
+        ],
+        "{history}"
+    );
+    assert!(history.contains("by tester"));
+
+    // A host with the registry runs the deployed version, not transform.path.
+    let out = wrt(&["run", "--config", cfg], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("transform {}", &d2[..12])),
+        "{}",
+        text(&out.stdout)
+    );
+    let lake = lake(&dir.path().join("lake"));
+    let version = lake.values().flatten().find_map(|line| {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        row.get("_version").map(|v| v.to_string())
+    });
+    assert_eq!(version.as_deref(), Some("\"v2\""));
 }

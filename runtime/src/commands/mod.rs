@@ -1,5 +1,6 @@
 //! One file per subcommand, each a `clap::Args` with a `run` method.
 
+mod deploy;
 mod infra;
 mod run;
 mod sample;
@@ -10,7 +11,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use wrt::transform::sandbox::{Limits, Sandbox, TransformConfig, WasmTransform};
+use wrt::config::S3Sink;
+use wrt::sink::s3::S3;
+use wrt::transform::sandbox::{Limits, Loader, Sandbox, TransformConfig, WasmTransform};
 
 /// wrt: run WebAssembly transforms over Debezium change events and land them in a data lake.
 #[derive(Debug, clap::Parser)]
@@ -25,6 +28,9 @@ enum Command {
     Run(run::Run),
     Test(test::Test),
     Sample(sample::Sample),
+    Deploy(deploy::Deploy),
+    Rollback(deploy::Rollback),
+    Transforms(deploy::Transforms),
     Infra(infra::Infra),
 }
 
@@ -34,6 +40,9 @@ impl Cli {
             Command::Run(cmd) => cmd.run(),
             Command::Test(cmd) => cmd.run(),
             Command::Sample(cmd) => cmd.run(),
+            Command::Deploy(cmd) => cmd.run(),
+            Command::Rollback(cmd) => cmd.run(),
+            Command::Transforms(cmd) => cmd.run(),
             Command::Infra(cmd) => cmd.run(),
         }
     }
@@ -60,39 +69,57 @@ struct TransformArgs {
 
 impl TransformArgs {
     fn load(&self, config: &[(String, String)]) -> anyhow::Result<WasmTransform> {
-        load_transform(
-            &self.transform,
+        let loader = loader(
             self.memory_mb,
             self.timeout_ms,
             self.cache_dir.clone(),
             config.iter().cloned().collect(),
-        )
+        )?;
+        load_file(&loader, &self.transform)
     }
 }
 
-/// Reads, compiles (or takes from the cache) and initialises a transform component.
-fn load_transform(
-    path: &Path,
+/// A sandbox with these limits and transform configuration.
+fn loader(
     memory_mb: usize,
     timeout_ms: u64,
     cache_dir: Option<PathBuf>,
     config: TransformConfig,
-) -> anyhow::Result<WasmTransform> {
-    let wasm = std::fs::read(path).with_context(|| {
-        format!(
-            "reading the transform {}; build a guest with \
-             `cargo build --release --target wasm32-wasip2` (see guest-examples/)",
-            path.display()
-        )
-    })?;
+) -> anyhow::Result<Loader> {
     let sandbox = Sandbox::new(cache_dir.or_else(default_cache_dir))?;
     let limits = Limits {
         memory: memory_mb << 20,
         call_timeout: Duration::from_millis(timeout_ms),
     };
-    sandbox
-        .load(&wasm, config, limits)
+    Ok(Loader::new(sandbox, config, limits))
+}
+
+/// Reads, compiles (or takes from the cache) and initialises the component at `path`.
+fn load_file(loader: &Loader, path: &Path) -> anyhow::Result<WasmTransform> {
+    let wasm = read_component(path)?;
+    loader
+        .load(&wasm)
         .with_context(|| format!("loading {}", path.display()))
+}
+
+fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| {
+        format!(
+            "reading the transform {}; build a guest with \
+             `cargo build --release --target wasm32-wasip2` (see guest-examples/)",
+            path.display()
+        )
+    })
+}
+
+/// The S3 sink of a pipeline, checked reachable.
+async fn s3_sink(config: &S3Sink) -> anyhow::Result<S3> {
+    let sink = S3::new(config).await;
+    sink.check().await.context(
+        "the bucket is not reachable; check sink.bucket, sink.endpoint-url and the AWS \
+         credentials",
+    )?;
+    Ok(sink)
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

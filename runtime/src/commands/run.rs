@@ -1,20 +1,26 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::sync::watch;
+use tokio::sync::{Notify, mpsc, watch};
+use wrt::admin::Admin;
 use wrt::batch::{PartitionTemplate, Rotation};
 use wrt::config::{
     BatchConfig, FileSource, LocalSink, PipelineConfig, SinkConfig, SourceConfig, TransformSection,
 };
 use wrt::pipeline::{self, Options, Summary};
-use wrt::sink::{LocalDir, Sink, s3::S3};
+use wrt::registry::Registry;
+use wrt::sink::{LocalDir, Sink};
 use wrt::source::{self, MemorySource, Source, kafka::Kafka};
-use wrt::transform::Transform;
+use wrt::telemetry::Telemetry;
+use wrt::transform::sandbox::{Loader, WasmTransform};
+use wrt::transform::watch::{Origin, Watcher};
+use wrt::transform::{Current, Transform};
 
-use super::{key_value, load_transform};
+use super::{key_value, load_file, loader, s3_sink};
 
 /// Run a transform over change events and write the results as objects.
 ///
@@ -27,7 +33,8 @@ use super::{key_value, load_transform};
 #[command(after_help = "Examples:\n  \
     wrt run guest-examples/target/wasm32-wasip2/release/pii_mask.wasm --set salt=s3cret --out lake\n  \
     wrt run --config pipeline.toml --check\n  \
-    wrt run --config pipeline.toml")]
+    wrt run --config pipeline.toml\n  \
+    wrt run --config pipeline.toml --watch   # reload transform.path when rebuilt")]
 pub struct Run {
     /// The transform, a WebAssembly component built against sdk/wit/ (without --config).
     #[arg(required_unless_present = "config", conflicts_with = "config")]
@@ -97,6 +104,11 @@ pub struct Run {
     #[arg(long, value_name = "SECS")]
     stop_when_idle: Option<f64>,
 
+    /// Reload transform.path whenever it changes (for development): the new version is
+    /// loaded beside the running one and switched in at a batch boundary, as a deploy is.
+    #[arg(long)]
+    watch: bool,
+
     /// Print the summary as JSON on standard output.
     #[arg(long)]
     json: bool,
@@ -114,15 +126,20 @@ impl Run {
                 config
             }
         };
+        anyhow::ensure!(
+            !(self.watch && config.registry.is_some()),
+            "--watch reloads transform.path, but this pipeline takes its versions from the \
+             registry; remove --watch, or the [registry] section"
+        );
         let section = &config.transform;
-        let mut transform = load_transform(
-            &section.path,
+        let loader = loader(
             section.memory_mb,
             section.timeout_ms,
             self.cache_dir.clone(),
             section.config.clone(),
         )?;
         if self.check {
+            let transform = load_file(&loader, &section.path)?;
             println!(
                 "ok: the configuration is valid and {} loads ({})",
                 section.path.display(),
@@ -143,33 +160,25 @@ impl Run {
         };
 
         let runtime = tokio::runtime::Runtime::new()?;
-        let summary = runtime.block_on(async {
-            let (stop, stopped) = watch::channel(false);
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                tracing::info!("stopping: writing what is buffered, then committing");
-                let _ = stop.send(true);
-            });
+        let host = Host {
+            config: &config,
+            loader,
+            options,
+            watch: self.watch,
+        };
+        let (summary, digest) = runtime.block_on(async {
             match &config.sink {
-                SinkConfig::Local(local) => {
-                    let sink = LocalDir::new(&local.path);
-                    run_from_source(&config, &mut transform, &sink, &options, stopped).await
-                }
-                SinkConfig::S3(s3) => {
-                    let sink = S3::new(s3).await;
-                    sink.check().await.context(
-                        "the bucket is not reachable; check sink.bucket, sink.endpoint-url and \
-                         the AWS credentials",
-                    )?;
-                    run_from_source(&config, &mut transform, &sink, &options, stopped).await
-                }
+                SinkConfig::Local(local) => host.run(LocalDir::new(&local.path)).await,
+                SinkConfig::S3(s3) => host.run(s3_sink(s3).await?).await,
             }
         })?;
+        // A version still loading on a blocking thread must not hold the exit up.
+        runtime.shutdown_timeout(Duration::from_secs(1));
 
         if self.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
-            print_summary(&summary, &transform, &config.sink);
+            print_summary(&summary, &digest, &config.sink);
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -192,46 +201,168 @@ impl Run {
                 batch_size: self.batch_size,
                 max_records: self.max_records,
                 partition_template: self.partition_template.clone(),
+                // A finite local input closes windows by count only, so two runs write the
+                // same bytes however fast the machine is.
+                max_age_ms: u64::MAX,
                 ..BatchConfig::default()
             },
             sink: SinkConfig::Local(LocalSink {
                 path: self.out.clone(),
             }),
+            registry: None,
+            admin: None,
         }
     }
 }
 
-async fn run_from_source<K: Sink>(
-    config: &PipelineConfig,
-    transform: &mut dyn Transform,
-    sink: &K,
-    options: &Options,
-    stopped: watch::Receiver<bool>,
-) -> anyhow::Result<Summary> {
-    match &config.source {
-        SourceConfig::Kafka(kafka) => {
-            let mut source = Kafka::connect(kafka, &config.group_id(kafka), stopped)
-                .context("connecting to Kafka; check source.brokers and source.properties")?;
-            drive(&mut source, transform, sink, options).await
+/// One pipeline on this host: its versions, its admin server, its data path.
+struct Host<'a> {
+    config: &'a PipelineConfig,
+    loader: Loader,
+    options: Options,
+    watch: bool,
+}
+
+impl Host<'_> {
+    /// Runs until the source ends or a signal stops it; returns the summary and the digest
+    /// of the version running at the end.
+    async fn run<K: Sink + Clone + Send + Sync + 'static>(
+        self,
+        sink: K,
+    ) -> anyhow::Result<(Summary, String)> {
+        let config = self.config;
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping: writing what is buffered, then committing");
+            let _ = stop.send(true);
+        });
+
+        let registry = config.registry.as_ref().map(|r| {
+            (
+                Registry::new(sink.clone(), &config.name),
+                r.poll_interval_ms,
+            )
+        });
+        let (transform, refused) = match &registry {
+            Some((registry, _)) => self.deployed_or_file(registry).await?,
+            None => (load_file(&self.loader, &config.transform.path)?, None),
+        };
+        let telemetry = Arc::new(Telemetry::new(&config.name, transform.digest()));
+        if let Some((digest, reason)) = refused {
+            telemetry.refused(&digest, &reason);
         }
-        SourceConfig::Sample => {
-            let mut source = MemorySource::new(wrt::sample::sample_records());
-            drive(&mut source, transform, sink, options).await
+        let check_now = Arc::new(Notify::new());
+        let origin = match registry {
+            Some((registry, interval)) => Some((Origin::Registry(registry), interval)),
+            None if self.watch => Some((Origin::File(config.transform.path.clone()), 500)),
+            None => None,
+        };
+        let mut current = match origin {
+            Some((origin, interval_ms)) => {
+                let (versions, newer) = mpsc::channel(1);
+                let watcher = Watcher {
+                    origin,
+                    loader: self.loader.clone(),
+                    interval: Duration::from_millis(interval_ms),
+                    check_now: Arc::clone(&check_now),
+                    telemetry: Arc::clone(&telemetry),
+                };
+                tokio::spawn(watcher.run(
+                    transform.digest().to_string(),
+                    versions,
+                    stopped.clone(),
+                ));
+                Current::watched(Box::new(transform), newer)
+            }
+            None => Current::fixed(Box::new(transform)),
+        };
+        if let Some(admin) = &config.admin {
+            let listener = tokio::net::TcpListener::bind(&admin.listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "admin.listen: cannot listen on {}; pick a free port",
+                        admin.listen
+                    )
+                })?;
+            let server = Admin {
+                telemetry: Arc::clone(&telemetry),
+                check_now,
+                token: std::env::var(&admin.token_env)
+                    .ok()
+                    .filter(|t| !t.is_empty()),
+            };
+            tokio::spawn(server.serve(listener, stopped.clone()));
         }
-        SourceConfig::File(file) => {
-            let text = std::fs::read_to_string(&file.path)
-                .with_context(|| format!("reading events from {}", file.path.display()))?;
-            let mut source = MemorySource::new(source::records_from_jsonl(&text));
-            drive(&mut source, transform, sink, options).await
+
+        let summary = match &config.source {
+            SourceConfig::Kafka(kafka) => {
+                let mut source = Kafka::connect(kafka, &config.group_id(kafka), stopped)
+                    .context("connecting to Kafka; check source.brokers and source.properties")?;
+                drive(&mut source, &mut current, &sink, &self.options, &telemetry).await
+            }
+            SourceConfig::Sample => {
+                let mut source = MemorySource::new(wrt::sample::sample_records());
+                drive(&mut source, &mut current, &sink, &self.options, &telemetry).await
+            }
+            SourceConfig::File(file) => {
+                let text = std::fs::read_to_string(&file.path)
+                    .with_context(|| format!("reading events from {}", file.path.display()))?;
+                let mut source = MemorySource::new(source::records_from_jsonl(&text));
+                drive(&mut source, &mut current, &sink, &self.options, &telemetry).await
+            }
+        }?;
+        Ok((summary, current.transform.digest().to_string()))
+    }
+
+    /// The version the registry names; if it does not load (or none was deployed yet),
+    /// `transform.path`, and the refusal to report.
+    async fn deployed_or_file<K: Sink>(
+        &self,
+        registry: &Registry<K>,
+    ) -> anyhow::Result<(WasmTransform, Option<(String, String)>)> {
+        let path = &self.config.transform.path;
+        let Some(seen) = registry
+            .pointer()
+            .await
+            .context("reading the registry's pointer")?
+        else {
+            tracing::info!(
+                pipeline = registry.pipeline(),
+                "nothing deployed yet; running {} until a version is",
+                path.display()
+            );
+            return Ok((load_file(&self.loader, path)?, None));
+        };
+        let digest = seen.pointer.current;
+        let deployed = match registry.download(&digest).await {
+            Ok(wasm) => {
+                let loader = self.loader.clone();
+                tokio::task::spawn_blocking(move || loader.load(&wasm))
+                    .await?
+                    .map_err(anyhow::Error::from)
+            }
+            Err(e) => Err(e.into()),
+        };
+        match deployed {
+            Ok(transform) => Ok((transform, None)),
+            Err(e) => {
+                tracing::error!(version = %digest,
+                    "refusing the deployed version ({e:#}); running {} instead", path.display());
+                let reason = format!("{e:#}");
+                Ok((load_file(&self.loader, path)?, Some((digest, reason))))
+            }
         }
     }
 }
 
 async fn drive<S: Source, K: Sink>(
     source: &mut S,
-    transform: &mut dyn Transform,
+    current: &mut Current,
     sink: &K,
     options: &Options,
+    telemetry: &Telemetry,
 ) -> anyhow::Result<Summary> {
     let progress = match source.len_hint() {
         Some(len) => ProgressBar::new(len).with_style(
@@ -245,7 +376,7 @@ async fn drive<S: Source, K: Sink>(
                 .expect("a valid template"),
         ),
     };
-    let summary = pipeline::run(source, transform, sink, options, &progress).await?;
+    let summary = pipeline::run(source, current, sink, options, telemetry, &progress).await?;
     progress.finish_and_clear();
     Ok(summary)
 }
@@ -265,19 +396,20 @@ async fn shutdown_signal() {
     }
 }
 
-fn print_summary(s: &Summary, transform: &dyn Transform, sink: &SinkConfig) {
+fn print_summary(s: &Summary, digest: &str, sink: &SinkConfig) {
     println!(
         "wrt run: {} records in {:.2} s ({:.0} records/s), transform {}",
         s.records_in,
         s.elapsed.as_secs_f64(),
         s.throughput(),
-        &transform.digest()[..12],
+        &digest[..12],
     );
     let rows = [
         ("change events", s.change_events),
         ("records out", s.records_out),
         ("dead letters", s.dead_letters),
         ("failed calls", s.failed_calls),
+        ("version swaps", s.swaps),
         ("tombstones", s.tombstones),
         ("heartbeats", s.heartbeats),
         ("schema changes", s.schema_changes),

@@ -6,7 +6,7 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::{Sink, SinkError};
+use super::{ConditionalError, Expect, Sink, SinkError};
 use crate::config::S3Sink;
 use crate::encode::Object;
 
@@ -192,5 +192,80 @@ impl Sink for S3 {
             .await
             .map_err(|e| self.error("deleting", key, e))?;
         Ok(())
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, SinkError> {
+        let got = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await;
+        match got {
+            Ok(object) => {
+                let tag = object.e_tag().unwrap_or_default().to_string();
+                let body = object
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| self.error("reading", key, e))?;
+                Ok(Some((body.to_vec(), tag)))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(self.error("reading", key, e)),
+        }
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        expect: Expect<'_>,
+    ) -> Result<(), ConditionalError> {
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        let put = match expect {
+            Expect::Absent => put.if_none_match("*"),
+            Expect::Version(tag) => put.if_match(tag),
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            // 412: the condition failed; 409: another conditional write to the key is in
+            // flight. Either way the other writer won.
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) =>
+            {
+                Err(ConditionalError::Changed)
+            }
+            Err(e) => Err(self.error("writing conditionally", key, e).into()),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.key(prefix))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("listing", prefix, e))?;
+            keys.extend(page.contents().iter().filter_map(|o| {
+                o.key()
+                    .and_then(|k| k.strip_prefix(&self.prefix))
+                    .map(String::from)
+            }));
+        }
+        keys.sort();
+        Ok(keys)
     }
 }

@@ -3,6 +3,7 @@
 //! Partitions revoked in a rebalance are reported so their open windows are abandoned: the
 //! next owner starts from the committed offset and rewrites the same objects.
 
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,13 +14,14 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::{Source, SourceError};
 use crate::batch::TopicPartition;
 use crate::config::{KafkaAuth, KafkaSource, StartFrom};
 use crate::decode::KafkaRecord;
+use crate::telemetry::Owned;
 
 /// How long a poll waits for more records once it has some, to fill a batch.
 const LINGER: Duration = Duration::from_millis(50);
@@ -54,7 +56,9 @@ impl Kafka {
                 },
             )
             // Subscriptions by pattern notice new tables' topics quickly.
-            .set("topic.metadata.refresh.interval.ms", "10000");
+            .set("topic.metadata.refresh.interval.ms", "10000")
+            // Statistics carry each partition's consumer lag, for the lag metric.
+            .set("statistics.interval.ms", "5000");
         let region = match &config.auth {
             KafkaAuth::None => None,
             KafkaAuth::MskIam { region } => {
@@ -69,6 +73,7 @@ impl Kafka {
         }
         let context = GroupContext {
             revoked: Arc::default(),
+            lag: Arc::default(),
             msk_region: region,
         };
         let consumer: StreamConsumer<GroupContext> = client
@@ -151,16 +156,54 @@ impl Source for Kafka {
     fn len_hint(&self) -> Option<u64> {
         None
     }
+
+    fn owned(&self) -> Vec<Owned> {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return Vec::new();
+        };
+        let lag = self.consumer.context().lag.lock().expect("not poisoned");
+        assignment
+            .elements()
+            .iter()
+            .map(|p| {
+                let partition = TopicPartition {
+                    topic: p.topic().to_string(),
+                    partition: p.partition(),
+                };
+                Owned {
+                    lag: lag.get(&partition).copied(),
+                    partition,
+                }
+            })
+            .collect()
+    }
 }
 
-/// Rebalance and authentication callbacks; they run inside `recv`.
+/// Rebalance, statistics and authentication callbacks; they run inside `recv`.
 struct GroupContext {
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
+    lag: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
     msk_region: Option<String>,
 }
 
 impl ClientContext for GroupContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = self.lag.lock().expect("not poisoned");
+        for (topic, t) in statistics.topics {
+            // Partition -1 is librdkafka's internal one; a lag of -1 means not known yet.
+            for (partition, p) in t.partitions {
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    let key = TopicPartition {
+                        topic: topic.clone(),
+                        partition,
+                    };
+                    lag.insert(key, p.consumer_lag);
+                }
+            }
+        }
+    }
 
     fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn Error>> {
         let region = self

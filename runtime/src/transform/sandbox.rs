@@ -214,6 +214,30 @@ fn deadline_ticks(limits: Limits) -> u64 {
     (limits.call_timeout.as_millis().div_ceil(TICK.as_millis()) as u64).max(1)
 }
 
+/// Everything needed to turn component bytes into a running transform: the sandbox, the
+/// pipeline's transform configuration and limits. Cheap to clone into a loading thread.
+#[derive(Clone)]
+pub struct Loader {
+    sandbox: Arc<Sandbox>,
+    config: TransformConfig,
+    limits: Limits,
+}
+
+impl Loader {
+    pub fn new(sandbox: Sandbox, config: TransformConfig, limits: Limits) -> Loader {
+        Loader {
+            sandbox: Arc::new(sandbox),
+            config,
+            limits,
+        }
+    }
+
+    /// Compiles (or takes from the cache), checks the world, instantiates, calls `init`.
+    pub fn load(&self, wasm: &[u8]) -> Result<WasmTransform, LoadError> {
+        self.sandbox.load(wasm, self.config.clone(), self.limits)
+    }
+}
+
 /// A sandboxed transform instance, reused across batches.
 pub struct WasmTransform {
     compiled: Compiled,

@@ -1,0 +1,110 @@
+//! The admin HTTP server of a running host: `/healthz`, `/readyz`, `/metrics` (Prometheus
+//! text), `/status` (JSON), and `POST /transforms/check`, which asks the version watcher to
+//! look at the registry now. Calls that change anything need the bearer token.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::telemetry::Telemetry;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Admin {
+    pub telemetry: Arc<Telemetry>,
+    pub check_now: Arc<Notify>,
+    /// The bearer token for state-changing calls; without one they are refused.
+    pub token: Option<String>,
+}
+
+impl Admin {
+    /// Serves on `listener` until `stop` turns true.
+    pub async fn serve(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .route("/status", get(status))
+            .route("/transforms/check", post(check))
+            .with_state(self);
+        let stopped = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!("the admin server stopped: {e}");
+        }
+    }
+
+    fn authorised(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+        let Some(token) = &self.token else {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "state-changing calls are disabled: set the token in the variable \
+                 `admin.token-env` names (WRT_ADMIN_TOKEN by default) on the host\n",
+            ));
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Comparing digests keeps the comparison's time independent of the token.
+        if Sha256::digest(given.as_bytes()) == Sha256::digest(token.as_bytes()) {
+            Ok(())
+        } else {
+            Err((
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong `Authorization: Bearer <token>`\n",
+            ))
+        }
+    }
+}
+
+async fn readyz(State(admin): State<Admin>) -> Response {
+    if admin.telemetry.status().ready {
+        "ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the source has not answered yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(admin): State<Admin>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        admin.telemetry.encode(),
+    )
+        .into_response()
+}
+
+async fn status(State(admin): State<Admin>) -> Response {
+    axum::Json(admin.telemetry.status()).into_response()
+}
+
+async fn check(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    if let Err(refused) = admin.authorised(&headers) {
+        return refused.into_response();
+    }
+    admin.check_now.notify_one();
+    (
+        StatusCode::ACCEPTED,
+        "checking for a new version; see /status\n",
+    )
+        .into_response()
+}

@@ -1,0 +1,387 @@
+//! What a running pipeline reports: Prometheus metrics and the `/status` document, both
+//! served by [`crate::admin`]. The pipeline and the version watcher write here; nothing on
+//! the data path reads it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+use crate::batch::TopicPartition;
+
+/// How many switches and refusals `/status` remembers.
+const KEEP: usize = 50;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineLabels {
+    pipeline: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabels {
+    pipeline: String,
+    destination: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    pipeline: String,
+    topic: String,
+    partition: String,
+}
+
+/// A partition this host owns, as the source sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    pub partition: TopicPartition,
+    /// Records behind the partition's end, when the client knows.
+    pub lag: Option<i64>,
+}
+
+/// The `/status` document.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub pipeline: String,
+    /// SHA-256 of the transform version running now.
+    pub transform: String,
+    /// True once the transform runs and the source has answered.
+    pub ready: bool,
+    pub partitions: Vec<PartitionStatus>,
+    /// The latest switches between versions, oldest first.
+    pub swaps: Vec<Swap>,
+    /// Versions this host would not run, oldest first.
+    pub refused: Vec<Refusal>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: i32,
+    /// The offset committed last by this host: everything before it is durable.
+    pub last_commit: Option<i64>,
+    pub lag: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Swap {
+    pub from: String,
+    pub to: String,
+    pub at: String,
+    /// How long the data path stood still: open windows written, then the switch.
+    pub pause_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    pub digest: String,
+    pub reason: String,
+    pub at: String,
+}
+
+/// Metrics and status of one pipeline in this process.
+pub struct Telemetry {
+    pipeline: String,
+    registry: Registry,
+    events_in: Counter,
+    events_out: Family<DestinationLabels, Counter>,
+    /// `events_out`'s counters by destination, so counting a row allocates nothing.
+    out_by_destination: RwLock<HashMap<String, Counter>>,
+    dead_letters: Counter,
+    batch_events: Histogram,
+    call_seconds: Histogram,
+    flush_seconds: Histogram,
+    upload_seconds: Histogram,
+    upload_errors: Counter,
+    swaps: Counter,
+    swaps_refused: Counter,
+    swap_pause_seconds: Histogram,
+    lag: Family<PartitionLabels, Gauge>,
+    status: Mutex<StatusState>,
+}
+
+#[derive(Default)]
+struct StatusState {
+    status: Status,
+    commits: BTreeMap<TopicPartition, i64>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn push_bounded<T>(list: &mut Vec<T>, item: T) {
+    if list.len() == KEEP {
+        list.remove(0);
+    }
+    list.push(item);
+}
+
+impl Telemetry {
+    /// Metrics for `pipeline`, which runs `transform` (its digest) to start with.
+    pub fn new(pipeline: &str, transform: &str) -> Telemetry {
+        let mut registry = Registry::default();
+        let labels = PipelineLabels {
+            pipeline: pipeline.to_string(),
+        };
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<PipelineLabels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family.get_or_create(&labels).clone()
+        };
+        let histogram = |registry: &mut Registry, name: &str, help: &str, start: f64| {
+            let family = Family::<PipelineLabels, Histogram, _>::new_with_constructor(move || {
+                Histogram::new(exponential_buckets(start, 2.0, 16))
+            });
+            registry.register(name, help, family.clone());
+            family.get_or_create(&labels).clone()
+        };
+
+        let events_in = counter(&mut registry, "wrt_events_in", "Kafka records read");
+        let events_out = Family::default();
+        registry.register(
+            "wrt_events_out",
+            "Rows written, per destination",
+            events_out.clone(),
+        );
+        let dead_letters = counter(
+            &mut registry,
+            "wrt_dead_letters",
+            "Records written to the dead-letter prefix",
+        );
+        let batch_events = histogram(
+            &mut registry,
+            "wrt_transform_batch_events",
+            "Change events per transform call",
+            1.0,
+        );
+        let call_seconds = histogram(
+            &mut registry,
+            "wrt_transform_call_seconds",
+            "Duration of one transform call",
+            0.000_05,
+        );
+        let flush_seconds = histogram(
+            &mut registry,
+            "wrt_flush_seconds",
+            "Writing a closed window: marker, objects, offset commit",
+            0.001,
+        );
+        let upload_seconds = histogram(
+            &mut registry,
+            "wrt_upload_seconds",
+            "Writing one object to the sink",
+            0.000_5,
+        );
+        let upload_errors = counter(
+            &mut registry,
+            "wrt_upload_errors",
+            "Object writes that failed after the client's retries",
+        );
+        let swaps = counter(
+            &mut registry,
+            "wrt_transform_swaps",
+            "Switches to another transform version",
+        );
+        let swaps_refused = counter(
+            &mut registry,
+            "wrt_transform_swaps_refused",
+            "Versions refused because they failed to load or initialise",
+        );
+        let swap_pause_seconds = histogram(
+            &mut registry,
+            "wrt_transform_swap_pause_seconds",
+            "How long the data path stood still for a switch",
+            0.001,
+        );
+        let lag = Family::default();
+        registry.register(
+            "wrt_consumer_lag",
+            "Records behind the end of each owned partition",
+            lag.clone(),
+        );
+
+        let status = StatusState {
+            status: Status {
+                pipeline: pipeline.to_string(),
+                transform: transform.to_string(),
+                ..Status::default()
+            },
+            commits: BTreeMap::new(),
+        };
+        Telemetry {
+            pipeline: pipeline.to_string(),
+            registry,
+            events_in,
+            events_out,
+            out_by_destination: RwLock::default(),
+            dead_letters,
+            batch_events,
+            call_seconds,
+            flush_seconds,
+            upload_seconds,
+            upload_errors,
+            swaps,
+            swaps_refused,
+            swap_pause_seconds,
+            lag,
+            status: Mutex::new(status),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, StatusState> {
+        self.status.lock().expect("telemetry lock not poisoned")
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String does not fail");
+        text
+    }
+
+    pub fn status(&self) -> Status {
+        self.state().status.clone()
+    }
+
+    pub fn records_in(&self, n: usize) {
+        self.events_in.inc_by(n as u64);
+    }
+
+    pub fn output(&self, destination: &str) {
+        let known = self.out_by_destination.read().expect("not poisoned");
+        if let Some(counter) = known.get(destination) {
+            counter.inc();
+            return;
+        }
+        drop(known);
+        let counter = self
+            .events_out
+            .get_or_create(&DestinationLabels {
+                pipeline: self.pipeline.clone(),
+                destination: destination.to_string(),
+            })
+            .clone();
+        counter.inc();
+        self.out_by_destination
+            .write()
+            .expect("not poisoned")
+            .insert(destination.to_string(), counter);
+    }
+
+    pub fn dead_letter(&self) {
+        self.dead_letters.inc();
+    }
+
+    pub fn transform_call(&self, events: usize, took: Duration) {
+        self.batch_events.observe(events as f64);
+        self.call_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn upload(&self, took: Duration, ok: bool) {
+        self.upload_seconds.observe(took.as_secs_f64());
+        if !ok {
+            self.upload_errors.inc();
+        }
+    }
+
+    /// A window is durable and `next_offset` committed.
+    pub fn flushed(&self, partition: &TopicPartition, next_offset: i64, took: Duration) {
+        self.flush_seconds.observe(took.as_secs_f64());
+        self.state().commits.insert(partition.clone(), next_offset);
+    }
+
+    /// The source answered with the partitions it owns now.
+    pub fn owned(&self, owned: Vec<Owned>) {
+        for o in &owned {
+            if let Some(lag) = o.lag {
+                self.lag
+                    .get_or_create(&PartitionLabels {
+                        pipeline: self.pipeline.clone(),
+                        topic: o.partition.topic.clone(),
+                        partition: o.partition.partition.to_string(),
+                    })
+                    .set(lag);
+            }
+        }
+        let mut state = self.state();
+        let partitions = owned
+            .into_iter()
+            .map(|o| PartitionStatus {
+                last_commit: state.commits.get(&o.partition).copied(),
+                topic: o.partition.topic,
+                partition: o.partition.partition,
+                lag: o.lag,
+            })
+            .collect();
+        state.status.partitions = partitions;
+        state.status.ready = true;
+    }
+
+    pub fn swapped(&self, from: &str, to: &str, pause: Duration) {
+        self.swaps.inc();
+        self.swap_pause_seconds.observe(pause.as_secs_f64());
+        let mut state = self.state();
+        state.status.transform = to.to_string();
+        push_bounded(
+            &mut state.status.swaps,
+            Swap {
+                from: from.to_string(),
+                to: to.to_string(),
+                at: now(),
+                pause_ms: pause.as_secs_f64() * 1000.0,
+            },
+        );
+    }
+
+    pub fn refused(&self, digest: &str, reason: &str) {
+        self.swaps_refused.inc();
+        push_bounded(
+            &mut self.state().status.refused,
+            Refusal {
+                digest: digest.to_string(),
+                reason: reason.to_string(),
+                at: now(),
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_prometheus_text_with_the_counts() {
+        let telemetry = Telemetry::new("shop", "abc");
+        telemetry.records_in(3);
+        telemetry.output("customers");
+        telemetry.output("customers");
+        telemetry.dead_letter();
+        telemetry.swapped("abc", "def", Duration::from_millis(12));
+        let text = telemetry.encode();
+        assert!(
+            text.contains("wrt_events_in_total{pipeline=\"shop\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wrt_events_out_total{pipeline=\"shop\",destination=\"customers\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wrt_transform_swaps_total{pipeline=\"shop\"} 1"),
+            "{text}"
+        );
+        let status = telemetry.status();
+        assert_eq!(status.transform, "def");
+        assert_eq!(status.swaps.len(), 1);
+        assert!(!status.ready, "not ready before the source answered");
+    }
+}

@@ -1,0 +1,190 @@
+//! Finds newer versions of a running pipeline's transform — in the registry, or in a local
+//! file during development — and loads them off the data path (compile, check the world,
+//! instantiate, `init`) on a blocking thread. A loaded version goes to the pipeline, which
+//! switches at a batch boundary; one that fails to load is refused, logged and reported,
+//! and the running version carries on.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::Transform;
+use super::sandbox::Loader;
+use crate::registry::Registry;
+use crate::sink::Sink;
+use crate::telemetry::Telemetry;
+
+/// Where newer versions come from.
+pub enum Origin<K> {
+    /// The pipeline's pointer in the registry (`wrt deploy`, `wrt rollback`).
+    Registry(Registry<K>),
+    /// A component file rebuilt in place (`wrt run --watch`).
+    File(PathBuf),
+}
+
+impl<K: Sink> Origin<K> {
+    /// The bytes of the version wanted now, if it is neither `running` nor `refused`.
+    async fn newer(
+        &self,
+        running: &str,
+        refused: &HashSet<String>,
+    ) -> Result<Option<(String, Vec<u8>)>, String> {
+        let skip = |digest: &str| digest == running || refused.contains(digest);
+        match self {
+            Origin::Registry(registry) => {
+                let Some(seen) = registry.pointer().await.map_err(|e| e.to_string())? else {
+                    return Ok(None);
+                };
+                let digest = seen.pointer.current;
+                if skip(&digest) {
+                    return Ok(None);
+                }
+                let wasm = registry
+                    .download(&digest)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Some((digest, wasm)))
+            }
+            Origin::File(path) => {
+                let wasm = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                let digest = hex::encode(Sha256::digest(&wasm));
+                Ok((!skip(&digest)).then_some((digest, wasm)))
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Origin::Registry(registry) => {
+                format!("the registry of pipeline `{}`", registry.pipeline())
+            }
+            Origin::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// Watches an [`Origin`] for a pipeline.
+pub struct Watcher<K> {
+    pub origin: Origin<K>,
+    pub loader: Loader,
+    /// How often the origin is checked.
+    pub interval: Duration,
+    /// Wakes the watcher for a check now (the admin API's `POST /transforms/check`).
+    pub check_now: Arc<Notify>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl<K: Sink> Watcher<K> {
+    /// Checks until `stop` turns true or the pipeline is gone, sending each newer version
+    /// that loads. `running` is the digest of the version the pipeline starts with.
+    pub async fn run(
+        self,
+        mut running: String,
+        versions: mpsc::Sender<Box<dyn Transform>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut refused = HashSet::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = self.check_now.notified() => {}
+                _ = stop.changed() => return,
+            }
+            let (digest, wasm) = match self.origin.newer(&running, &refused).await {
+                Ok(Some(newer)) => newer,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!("checking {} for a new version: {e}", self.origin.describe());
+                    continue;
+                }
+            };
+            let loader = self.loader.clone();
+            let loaded = tokio::task::spawn_blocking(move || loader.load(&wasm))
+                .await
+                .expect("loading a component does not panic");
+            match loaded {
+                Ok(transform) => {
+                    tracing::info!(version = %digest, "new transform version loaded; switching at the next batch");
+                    running = digest;
+                    if versions.send(Box::new(transform)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(version = %digest,
+                        "refusing the new transform version, the running one carries on: {e}");
+                    self.telemetry.refused(&digest, &e.to_string());
+                    refused.insert(digest);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::LocalDir;
+    use crate::transform::sandbox::{Limits, Sandbox};
+    use wrt_tests::guest;
+
+    /// `wrt run --watch`: a rebuilt file is loaded and handed over; a broken one is refused
+    /// and reported, and the next good one still gets through.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_watched_file_hands_over_good_versions_and_refuses_broken_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.wasm");
+        let copy = |name: &str| {
+            let wasm = std::fs::read(guest(name)).unwrap();
+            std::fs::write(&path, &wasm).unwrap();
+            hex::encode(Sha256::digest(&wasm))
+        };
+        let v1 = copy("tagger_v1");
+        let telemetry = Arc::new(Telemetry::new("dev", &v1));
+        let watcher: Watcher<LocalDir> = Watcher {
+            origin: Origin::File(path.clone()),
+            loader: Loader::new(
+                Sandbox::new(None).unwrap(),
+                Default::default(),
+                Limits::default(),
+            ),
+            interval: Duration::from_millis(20),
+            check_now: Arc::new(Notify::new()),
+            telemetry: Arc::clone(&telemetry),
+        };
+        let (versions, mut newer) = mpsc::channel(1);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(watcher.run(v1, versions, stopped));
+
+        let v2 = copy("tagger_v2");
+        let loaded = newer.recv().await.unwrap();
+        assert_eq!(loaded.digest(), v2);
+
+        let broken = copy("broken_init");
+        while telemetry.status().refused.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let refused = &telemetry.status().refused[0];
+        assert_eq!(refused.digest, broken);
+        assert!(
+            refused.reason.contains("refused to initialise"),
+            "{}",
+            refused.reason
+        );
+        assert!(
+            newer.try_recv().is_err(),
+            "a broken version is not handed over"
+        );
+
+        let v1_again = copy("tagger_v1");
+        assert_eq!(newer.recv().await.unwrap().digest(), v1_again);
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+}

@@ -1,0 +1,547 @@
+//! The local stack (`tests/stack/up`) as the end-to-end tests use it: its endpoints, a
+//! deterministic SQL workload with the changes it must produce, `wrt run` as a child process,
+//! and reading the lake back from MinIO. Each test file uses part of it.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use wrt_tests::repo_root;
+
+pub const MINIO_USER: &str = "wrtminio";
+pub const MINIO_PASSWORD: &str = "wrtminio-secret";
+
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// The endpoints of `tests/stack/up`, movable with the same variables.
+pub struct Stack {
+    pub mariadb_port: String,
+    pub kafka: String,
+    pub minio: String,
+}
+
+impl Stack {
+    pub fn get() -> Stack {
+        // The S3 sink takes MinIO's credentials from the default chain, as on AWS.
+        static CREDENTIALS: std::sync::Once = std::sync::Once::new();
+        CREDENTIALS.call_once(|| {
+            // SAFETY: every test calls `Stack::get` first, so this runs before any test
+            // starts a thread or a client that could read the environment.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::env::set_var("AWS_ACCESS_KEY_ID", MINIO_USER);
+                std::env::set_var("AWS_SECRET_ACCESS_KEY", MINIO_PASSWORD);
+            }
+        });
+        let stack = Stack {
+            mariadb_port: env_or("WRT_STACK_MARIADB_PORT", "3307"),
+            kafka: format!("127.0.0.1:{}", env_or("WRT_STACK_KAFKA_PORT", "9092")),
+            minio: format!(
+                "http://127.0.0.1:{}",
+                env_or("WRT_STACK_MINIO_PORT", "9000")
+            ),
+        };
+        let status = Command::new(repo_root().join("tests/stack/status"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("running tests/stack/status");
+        assert!(
+            status.success(),
+            "the local stack is not running: start it with `tests/stack/install && tests/stack/up`"
+        );
+        stack
+    }
+
+    /// Runs SQL through the `mariadb` client, failing the test on any error.
+    pub fn sql(&self, script: &str) {
+        let mut child = Command::new("mariadb")
+            .args(["-h127.0.0.1", "-P", &self.mariadb_port, "-uwrt", "-pwrt"])
+            .args(["--default-character-set=utf8mb4", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running the mariadb client");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "SQL failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn connector(&self, name: &str, database: &str, prefix: &str) {
+        let status = Command::new(repo_root().join("tests/stack/connector"))
+            .args(["create", name, database, prefix])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "registering connector {name}");
+    }
+
+    pub fn drop_connector(&self, name: &str) {
+        let _ = Command::new(repo_root().join("tests/stack/connector"))
+            .args(["delete", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// A client, and an empty bucket of its own for the test.
+    pub async fn s3_with_bucket(&self, bucket: &str) -> Client {
+        let s3 = self.s3().await;
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        s3
+    }
+
+    pub async fn s3(&self) -> Client {
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&self.minio)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                MINIO_USER,
+                MINIO_PASSWORD,
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        Client::from_conf(config)
+    }
+}
+
+/// A test's own names, unique per run so reruns never see old data.
+pub struct Names {
+    pub database: String,
+    pub prefix: String,
+    pub bucket: String,
+    pub connector: String,
+}
+
+impl Names {
+    pub fn new(test: &str) -> Names {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % 100_000_000;
+        Names {
+            database: format!("{test}_{stamp}"),
+            prefix: format!("{test}{stamp}"),
+            bucket: format!("{}-{stamp}", test.replace('_', "-")),
+            connector: format!("wrt-{test}-{stamp}"),
+        }
+    }
+
+    pub fn topic(&self) -> String {
+        format!("{}.{}.customers", self.prefix, self.database)
+    }
+}
+
+pub const TABLE: &str = "CREATE TABLE customers (
+    id INT PRIMARY KEY,
+    email VARCHAR(100) NOT NULL,
+    full_name VARCHAR(100) NOT NULL,
+    phone VARCHAR(30) NULL,
+    balance DECIMAL(12,2) NULL,
+    created_at TIMESTAMP(6) NOT NULL,
+    updated_at DATETIME(6) NULL,
+    prefs JSON NULL,
+    status ENUM('active','suspended','closed') NOT NULL,
+    rev INT NOT NULL,
+    password_hash VARCHAR(64) NOT NULL
+) DEFAULT CHARSET=utf8mb4";
+
+pub const NAMES: [&str; 5] = [
+    "Zoë Müller",
+    "李雷",
+    "Łukasz Żółć",
+    "Дмитрий",
+    "José Ñúñez 🙂",
+];
+pub const STATUSES: [&str; 3] = ["active", "suspended", "closed"];
+
+/// The row a change with `rev` writes for `id`: every column a function of both.
+pub struct RowImage {
+    pub email: String,
+    pub full_name: String,
+    pub phone: Option<String>,
+    pub balance_cents: Option<i64>,
+    pub created_micros: i64,
+    pub updated_micros: Option<i64>,
+    pub prefs: Option<String>,
+    pub status: &'static str,
+}
+
+pub const JAN_2024: i64 = 1_704_067_200;
+pub const JUN_2024: i64 = 1_717_200_000;
+
+pub fn image(id: i64, rev: i64) -> RowImage {
+    let k = (id + rev) as usize;
+    RowImage {
+        email: format!(" User{id}.R{rev}@Example.COM "),
+        full_name: format!("{} #{id}", NAMES[k % NAMES.len()]),
+        phone: (!k.is_multiple_of(4)).then(|| format!("+1 555 {:07}", id * 7 + rev)),
+        balance_cents: (rev % 5 != 3).then(|| (id * 31 + rev * 17) % 200_000 - 50_000),
+        created_micros: (JAN_2024 + id) * 1_000_000 + id % 1_000_000,
+        updated_micros: (rev > 0).then(|| (JUN_2024 + rev) * 1_000_000 + 250_000),
+        prefs: (rev % 3 != 2).then(|| format!(r#"{{"n": {rev}, "tags": ["a", "ü"]}}"#)),
+        status: STATUSES[(rev % 3) as usize],
+    }
+}
+
+pub fn sql_str(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+pub fn sql_opt(s: &Option<String>) -> String {
+    s.as_deref().map_or("NULL".into(), sql_str)
+}
+
+pub fn decimal(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
+}
+
+pub fn sql_datetime(micros: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(micros).unwrap();
+    format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f"))
+}
+
+pub fn insert(id: i64, rev: i64) -> String {
+    let r = image(id, rev);
+    format!(
+        "INSERT INTO customers VALUES ({id}, {}, {}, {}, {}, {}, {}, {}, '{}', {rev}, 'secret');\n",
+        sql_str(&r.email),
+        sql_str(&r.full_name),
+        sql_opt(&r.phone),
+        r.balance_cents.map_or("NULL".into(), decimal),
+        sql_datetime(r.created_micros),
+        r.updated_micros.map_or("NULL".into(), sql_datetime),
+        sql_opt(&r.prefs),
+        r.status,
+    )
+}
+
+pub fn update(id: i64, rev: i64) -> String {
+    let r = image(id, rev);
+    format!(
+        "UPDATE customers SET email = {}, full_name = {}, phone = {}, balance = {}, \
+         updated_at = {}, prefs = {}, status = '{}', rev = {rev} WHERE id = {id};\n",
+        sql_str(&r.email),
+        sql_str(&r.full_name),
+        sql_opt(&r.phone),
+        r.balance_cents.map_or("NULL".into(), decimal),
+        r.updated_micros.map_or("NULL".into(), sql_datetime),
+        sql_opt(&r.prefs),
+        r.status,
+    )
+}
+
+/// What one change must become: the op and the `rev` of the row image the output carries
+/// (for a delete, the image before it).
+pub type Change = (&'static str, i64);
+
+/// A deterministic workload: `changes` statements after `initial` snapshot rows, with
+/// inserts, updates (some twice in a row, setting and clearing NULLs), deletes, and deletes
+/// followed by a re-insert of the same key. Returns the SQL and, per id, the expected changes.
+pub struct Workload {
+    pub snapshot_sql: String,
+    pub streaming_sql: Vec<String>,
+    pub expected: BTreeMap<i64, Vec<Change>>,
+}
+
+pub fn workload(initial: i64, changes: i64, seed: u64) -> Workload {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut expected: BTreeMap<i64, Vec<Change>> = BTreeMap::new();
+    let mut live: Vec<i64> = Vec::new();
+    let mut current: HashMap<i64, i64> = HashMap::new();
+    let mut snapshot_sql = String::new();
+    for id in 1..=initial {
+        snapshot_sql.push_str(&insert(id, 0));
+        expected.entry(id).or_default().push(("r", 0));
+        live.push(id);
+        current.insert(id, 0);
+    }
+    let mut next_id = initial + 1;
+    let mut streaming_sql = Vec::new();
+    let mut rev = 0;
+    while rev < changes {
+        rev += 1;
+        let roll = rng.u32(0..100);
+        if roll < 35 || live.len() < 10 {
+            let id = next_id;
+            next_id += 1;
+            streaming_sql.push(insert(id, rev));
+            expected.entry(id).or_default().push(("c", rev));
+            live.push(id);
+            current.insert(id, rev);
+        } else if roll < 85 {
+            let id = live[rng.usize(..live.len())];
+            streaming_sql.push(update(id, rev));
+            expected.entry(id).or_default().push(("u", rev));
+            current.insert(id, rev);
+            if roll < 45 && rev < changes {
+                rev += 1;
+                streaming_sql.push(update(id, rev));
+                expected.entry(id).or_default().push(("u", rev));
+                current.insert(id, rev);
+            }
+        } else {
+            let at = rng.usize(..live.len());
+            let id = live.swap_remove(at);
+            streaming_sql.push(format!("DELETE FROM customers WHERE id = {id};\n"));
+            expected.entry(id).or_default().push(("d", current[&id]));
+            if roll >= 95 && rev < changes {
+                rev += 1;
+                streaming_sql.push(insert(id, rev));
+                expected.entry(id).or_default().push(("c", rev));
+                live.push(id);
+                current.insert(id, rev);
+            }
+        }
+    }
+    Workload {
+        snapshot_sql,
+        streaming_sql,
+        expected,
+    }
+}
+
+/// `wrt run --config` as a child process.
+pub struct Wrt {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Wrt {
+    pub fn start(config: &Path, log: &Path) -> Wrt {
+        Wrt::start_with_env(config, log, &[])
+    }
+
+    /// [`Wrt::start`] with more environment variables.
+    pub fn start_with_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Wrt {
+        let log_file = std::fs::File::create(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_wrt"))
+            .args(["run", "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .env("AWS_ACCESS_KEY_ID", MINIO_USER)
+            .env("AWS_SECRET_ACCESS_KEY", MINIO_PASSWORD)
+            .env("WRT_LOG", "info")
+            .env(
+                "WRT_CACHE_DIR",
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("components"),
+            )
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("starting wrt");
+        Wrt {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM: write what is buffered, commit, exit 0.
+    pub fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                assert!(status.success(), "wrt exited with {status}:\n{log}");
+                return log;
+            }
+            assert!(Instant::now() < deadline, "wrt did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!("wrt exited early with {status}:\n{log}");
+        }
+    }
+}
+
+/// Every object under `prefix`: key → its lines, in key order.
+pub async fn objects(s3: &Client, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for object in page.unwrap().contents() {
+            let key = object.key().unwrap().to_string();
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes();
+            let mut text = String::new();
+            if key.ends_with(".gz") {
+                flate2::read::GzDecoder::new(&body[..])
+                    .read_to_string(&mut text)
+                    .unwrap();
+            } else {
+                text = String::from_utf8_lossy(&body).into_owned();
+            }
+            out.insert(key, text.lines().map(String::from).collect());
+        }
+    }
+    out
+}
+
+/// The customer rows in the lake, per id, in Kafka order: objects of one partition sort
+/// by their zero-padded first offset, and lines keep the order they were written in.
+pub fn rows_by_id(
+    objects: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<i64, Vec<serde_json::Value>> {
+    let mut ordered: Vec<(i32, i64, &Vec<String>)> = objects
+        .iter()
+        .filter(|(k, _)| k.starts_with("customers/"))
+        .map(|(k, lines)| {
+            let file = k.rsplit('/').next().unwrap();
+            let parts: Vec<&str> = file.split('+').collect();
+            (parts[1].parse().unwrap(), parts[2].parse().unwrap(), lines)
+        })
+        .collect();
+    ordered.sort_by_key(|(partition, offset, _)| (*partition, *offset));
+    let mut rows: BTreeMap<i64, Vec<serde_json::Value>> = BTreeMap::new();
+    for (_, _, lines) in ordered {
+        for line in lines {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            rows.entry(row["id"].as_i64().unwrap())
+                .or_default()
+                .push(row);
+        }
+    }
+    rows
+}
+
+/// Polls until the lake holds `want` customer rows, or fails after `limit`.
+pub async fn wait_for_rows(s3: &Client, bucket: &str, want: usize, limit: Duration, wrt: &mut Wrt) {
+    let deadline = Instant::now() + limit;
+    loop {
+        wrt.assert_running();
+        let rows: usize = objects(s3, bucket, "customers/")
+            .await
+            .values()
+            .map(Vec::len)
+            .sum();
+        if rows >= want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {rows} of {want} rows arrived in {limit:?}; see {}",
+            wrt.log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub struct Setup {
+    pub stack: Stack,
+    pub names: Names,
+    pub s3: Client,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+/// A database with the customers table and `initial` rows, its connector streaming, an
+/// empty bucket, and a pipeline.toml for them.
+pub async fn setup(
+    test: &str,
+    load: &Workload,
+    pipeline_toml: impl FnOnce(&Names, &Stack) -> String,
+) -> Setup {
+    let stack = Stack::get();
+    let names = Names::new(test);
+    stack.sql(&format!(
+        "CREATE DATABASE {db} CHARACTER SET utf8mb4; USE {db}; {TABLE};\n{}",
+        load.snapshot_sql,
+        db = names.database
+    ));
+    stack.connector(&names.connector, &names.database, &names.prefix);
+    let s3 = stack.s3_with_bucket(&names.bucket).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(&config, pipeline_toml(&names, &stack)).unwrap();
+    Setup {
+        stack,
+        names,
+        s3,
+        dir,
+        config,
+    }
+}
+
+impl Setup {
+    /// Waits until every expected change has a row in the lake; returns their count.
+    pub async fn wait_for(
+        &self,
+        expected: &BTreeMap<i64, Vec<Change>>,
+        wrt: &mut Wrt,
+        limit: Duration,
+    ) -> usize {
+        let want = expected.values().map(Vec::len).sum();
+        wait_for_rows(&self.s3, &self.names.bucket, want, limit, wrt).await;
+        want
+    }
+
+    /// Every object in the test's bucket.
+    pub async fn lake(&self) -> BTreeMap<String, Vec<String>> {
+        objects(&self.s3, &self.names.bucket, "").await
+    }
+}
+
+/// Applies the streaming part of the workload from another thread.
+pub fn apply_in_background(setup: &Setup, load: &Workload) -> std::thread::JoinHandle<()> {
+    let script = format!(
+        "USE {};\n{}",
+        setup.names.database,
+        load.streaming_sql.concat()
+    );
+    let port = setup.stack.mariadb_port.clone();
+    std::thread::spawn(move || {
+        let stack = Stack {
+            mariadb_port: port,
+            kafka: String::new(),
+            minio: String::new(),
+        };
+        stack.sql(&script);
+    })
+}

@@ -1,0 +1,625 @@
+//! Deploys, hot-swaps and the admin API on the real local stack (`tests/stack/up`):
+//! MariaDB → Debezium → Kafka → `wrt run` taking its versions from the registry → MinIO.
+//!
+//! The transforms are the `tagger` test guests: every change becomes a row
+//! `{id, rev, _op, _version}`, so the lake shows both that each change landed once and which
+//! version wrote it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use common::*;
+use sha2::{Digest, Sha256};
+use wrt_tests::guest;
+
+const TOKEN: &str = "e2e-admin-token";
+
+fn digest(wasm: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(wasm).unwrap()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn hotswap_toml(names: &Names, stack: &Stack, admin_port: u16) -> String {
+    format!(
+        r#"name = "{connector}"
+
+[source]
+kind = "kafka"
+brokers = "{kafka}"
+topics = ["^{prefix}\\..*", "{prefix}"]
+
+[transform]
+path = "{v1}"
+
+[batch]
+batch-size = 128
+max-records = 400
+max-age-ms = 1000
+
+[sink]
+kind = "s3"
+bucket = "{bucket}"
+endpoint-url = "{minio}"
+region = "us-east-1"
+force-path-style = true
+
+[registry]
+poll-interval-ms = 500
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+"#,
+        connector = names.connector,
+        kafka = stack.kafka,
+        prefix = names.prefix,
+        v1 = guest("tagger_v1").display(),
+        bucket = names.bucket,
+        minio = stack.minio,
+    )
+}
+
+/// The `wrt` command line, with MinIO's credentials and the given compile cache.
+fn wrt_cli(args: &[&str], config: &Path, cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wrt"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", MINIO_USER)
+        .env("AWS_SECRET_ACCESS_KEY", MINIO_PASSWORD)
+        .env("WRT_CACHE_DIR", cache)
+        .output()
+        .expect("running wrt")
+}
+
+fn shared_cache() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("components")
+}
+
+fn deploy(wasm: &Path, config: &Path) -> Output {
+    let wasm = wasm.to_str().unwrap();
+    wrt_cli(&["deploy", wasm, "--by", "e2e"], config, &shared_cache())
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The admin API on `port`.
+struct AdminApi {
+    port: u16,
+    agent: ureq::Agent,
+}
+
+impl AdminApi {
+    fn new(port: u16) -> AdminApi {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        AdminApi { port, agent }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Status code and body, or `None` while nothing listens.
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut response = self.agent.get(&self.url(path)).call().ok()?;
+        let body = response.body_mut().read_to_string().unwrap();
+        Some((response.status().as_u16(), body))
+    }
+
+    fn post(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut request = self.agent.post(&self.url(path));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.send_empty().unwrap();
+        let body = response.body_mut().read_to_string().unwrap();
+        (response.status().as_u16(), body)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let (code, body) = self.get("/status").expect("the admin server answers");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Asks the host to look at the registry now, as an operator would after a deploy.
+    fn check_now(&self) {
+        let (code, body) = self.post("/transforms/check", Some(TOKEN));
+        assert_eq!(code, 202, "{body}");
+    }
+
+    /// Polls `/status` until `done` holds.
+    fn wait_for(&self, what: &str, wrt: &mut Wrt, done: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            wrt.assert_running();
+            if let Some((200, body)) = self.get("/status")
+                && done(&serde_json::from_str(&body).unwrap())
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; see {}",
+                wrt.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Rows under `customers/` in the lake now.
+async fn customer_rows(s3: &Client, bucket: &str) -> usize {
+    objects(s3, bucket, "customers/")
+        .await
+        .values()
+        .map(Vec::len)
+        .sum()
+}
+
+/// Each customers object: (partition, first offset, the digest its metadata names, the
+/// versions its rows name).
+async fn object_versions(
+    s3: &Client,
+    bucket: &str,
+    lake: &BTreeMap<String, Vec<String>>,
+) -> Vec<(i32, i64, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for (key, lines) in lake.iter().filter(|(k, _)| k.starts_with("customers/")) {
+        let head = s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        let meta = head.metadata().unwrap();
+        let mut versions: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                let row: serde_json::Value = serde_json::from_str(l).unwrap();
+                row["_version"].as_str().unwrap().to_string()
+            })
+            .collect();
+        versions.dedup();
+        out.push((
+            meta["wrt-partition"].parse().unwrap(),
+            meta["wrt-first-offset"].parse().unwrap(),
+            meta["wrt-transform"].clone(),
+            versions,
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)));
+    match found.map(|s| &s.value) {
+        Some(prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v))
+        | Some(prometheus_parse::Value::Untyped(v)) => *v,
+        Some(prometheus_parse::Value::Histogram(_) | prometheus_parse::Value::Summary(_)) => {
+            panic!("{name} is not a single value")
+        }
+        None => panic!("no sample {name}{labels:?} in the scrape"),
+    }
+}
+
+fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("/metrics parses as Prometheus text")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_swap_under_load_and_every_change_lands_once_per_version() {
+    let load = workload(200, 12_000, 21);
+    let port = free_port();
+    let setup = setup("e2e_swap", &load, |names, stack| {
+        hotswap_toml(names, stack, port)
+    })
+    .await;
+    let (v1, v2) = (guest("tagger_v1"), guest("tagger_v2"));
+    let (d1, d2) = (digest(&v1), digest(&v2));
+    assert_ok(&deploy(&v1, &setup.config), "deploying v1");
+
+    let mut wrt = Wrt::start_with_env(
+        &setup.config,
+        &setup.dir.path().join("wrt.log"),
+        &[("WRT_ADMIN_TOKEN", TOKEN)],
+    );
+    let admin = AdminApi::new(port);
+    admin.wait_for("the host to run v1", &mut wrt, |s| s["transform"] == d1);
+    let writer = apply_in_background(&setup, &load);
+
+    // Deploy v2 and roll back to v1, three times, while the changes stream in; after each
+    // switch wait for new rows, so every version writes objects.
+    let bucket = &setup.names.bucket;
+    let mut under_load = 0;
+    for round in 0..3 {
+        for (wanted, step) in [(&d2, "deploy"), (&d1, "rollback")] {
+            let before = customer_rows(&setup.s3, bucket).await;
+            let out = if step == "deploy" {
+                deploy(&v2, &setup.config)
+            } else {
+                wrt_cli(&["rollback", "--by", "e2e"], &setup.config, &shared_cache())
+            };
+            assert_ok(&out, &format!("{step} in round {round}"));
+            admin.check_now();
+            admin.wait_for(&format!("{step} {round}"), &mut wrt, |s| {
+                s["transform"] == *wanted
+            });
+            under_load += usize::from(!writer.is_finished());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while customer_rows(&setup.s3, bucket).await <= before && !writer.is_finished() {
+                assert!(Instant::now() < deadline, "no rows after {step} {round}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    writer.join().unwrap();
+    let want: usize = load.expected.values().map(Vec::len).sum();
+    wait_for_rows(&setup.s3, bucket, want, Duration::from_secs(240), &mut wrt).await;
+    // The last windows are committed after their objects are visible.
+    admin.wait_for("the last commits", &mut wrt, |s| {
+        s["partitions"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().all(|p| p["lag"] == 0))
+    });
+    let status = admin.status();
+    let (code, metrics) = admin.get("/metrics").unwrap();
+    assert_eq!(code, 200);
+    let log = wrt.stop();
+    let lake = setup.lake().await;
+
+    // Every change exactly once, in per-key order.
+    let rows = rows_by_id(&lake);
+    assert_eq!(rows.len(), load.expected.len(), "rows of unknown ids");
+    for (id, changes) in &load.expected {
+        let got: Vec<(String, i64)> = rows[id]
+            .iter()
+            .map(|r| {
+                (
+                    r["_op"].as_str().unwrap().into(),
+                    r["rev"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, i64)> = changes.iter().map(|(o, r)| (o.to_string(), *r)).collect();
+        assert_eq!(got, want, "id {id}: changes lost, doubled or out of order");
+    }
+
+    // Each object is one version's, and its metadata names that version.
+    let versions = object_versions(&setup.s3, bucket, &lake).await;
+    for (partition, offset, meta_digest, in_rows) in &versions {
+        let expected = if *meta_digest == d1 {
+            "v1"
+        } else {
+            assert_eq!(
+                *meta_digest, d2,
+                "object {partition}+{offset}: unknown version"
+            );
+            "v2"
+        };
+        assert_eq!(
+            in_rows,
+            &[expected.to_string()],
+            "object {partition}+{offset} mixes versions or is mislabelled"
+        );
+    }
+    // On a partition, in offset order, the versions alternate as they were deployed.
+    let most_runs = (0..3)
+        .map(|partition| {
+            let mut runs: Vec<&str> = Vec::new();
+            for (.., in_rows) in versions.iter().filter(|v| v.0 == partition) {
+                if runs.last() != Some(&in_rows[0].as_str()) {
+                    runs.push(&in_rows[0]);
+                }
+            }
+            runs.len()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        most_runs >= 3,
+        "no partition shows v1, v2, v1: {versions:?}"
+    );
+    let v2_objects = versions.iter().filter(|v| v.2 == d2).count();
+    assert!(v2_objects > 0, "v2 wrote no object");
+    assert!(
+        versions.iter().filter(|v| v.2 == d1).count() > 0,
+        "v1 wrote no object"
+    );
+
+    // The switches, and how long each held the data path.
+    let swaps = status["swaps"].as_array().unwrap();
+    assert_eq!(swaps.len(), 6, "{status}");
+    let mut pauses: Vec<f64> = swaps
+        .iter()
+        .map(|s| s["pause_ms"].as_f64().unwrap())
+        .collect();
+    pauses.sort_by(f64::total_cmp);
+    println!(
+        "e2e hot-swap: {want} changes, 6 switches ({under_load} while the SQL workload ran), \
+         {} objects ({v2_objects} by v2); pause at the switch p50 {:.1} ms, max {:.1} ms: {pauses:?}",
+        versions.len(),
+        (pauses[2] + pauses[3]) / 2.0,
+        pauses[5]
+    );
+    assert!(under_load >= 1, "no switch happened under load");
+    assert!(!log.contains("refusing"), "{log}");
+
+    // /metrics parses, and its counters match what the test produced.
+    let scrape = parse_metrics(&metrics);
+    let pipeline = setup.names.connector.as_str();
+    let p = ("pipeline", pipeline);
+    let schema_rows: usize = lake
+        .iter()
+        .filter(|(k, _)| k.starts_with("_schema_changes/"))
+        .map(|(_, lines)| lines.len())
+        .sum();
+    let deletes = load
+        .expected
+        .values()
+        .flatten()
+        .filter(|(op, _)| *op == "d")
+        .count();
+    let objects_written = lake.keys().filter(|k| !k.starts_with("_wrt/")).count();
+    let m = |name: &str, labels: &[(&str, &str)]| sample(&scrape, name, labels);
+    assert_eq!(
+        m("wrt_events_out_total", &[p, ("destination", "customers")]),
+        want as f64
+    );
+    assert_eq!(
+        m(
+            "wrt_events_out_total",
+            &[p, ("destination", "_schema_changes")]
+        ),
+        schema_rows as f64
+    );
+    // Every Kafka record: a row change, a tombstone after each delete, or a DDL event.
+    assert_eq!(
+        m("wrt_events_in_total", &[p]),
+        (want + deletes + schema_rows) as f64
+    );
+    assert_eq!(m("wrt_dead_letters_total", &[p]), 0.0);
+    assert_eq!(m("wrt_transform_swaps_total", &[p]), 6.0);
+    assert_eq!(m("wrt_transform_swaps_refused_total", &[p]), 0.0);
+    assert_eq!(m("wrt_upload_seconds_count", &[p]), objects_written as f64);
+    assert_eq!(m("wrt_upload_errors_total", &[p]), 0.0);
+    assert_eq!(m("wrt_transform_swap_pause_seconds_count", &[p]), 6.0);
+    let topic = setup.names.topic();
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "wrt_consumer_lag" && s.labels.get("topic") == Some(&topic)),
+        "consumer lag per partition is reported"
+    );
+    // /status: the partitions owned, each with its last commit.
+    let partitions = status["partitions"].as_array().unwrap();
+    assert!(
+        partitions
+            .iter()
+            .any(|p| p["topic"] == topic.as_str() && p["last_commit"].as_i64() > Some(0)),
+        "{status}"
+    );
+    setup.stack.drop_connector(&setup.names.connector);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_versions_are_refused_by_deploy_and_by_the_host() {
+    let load = workload(20, 200, 5);
+    let port = free_port();
+    let setup = setup("e2e_refuse", &load, |names, stack| {
+        hotswap_toml(names, stack, port)
+    })
+    .await;
+    let v1 = guest("tagger_v1");
+    let d1 = digest(&v1);
+    let broken = [
+        (
+            guest("not-a-transform"),
+            "does not implement the `wrt:transform/transformer` world",
+        ),
+        (guest("broken_init"), "refused to initialise"),
+    ];
+
+    // `wrt deploy` refuses both and ships nothing.
+    assert_ok(&deploy(&v1, &setup.config), "deploying v1");
+    for (wasm, why) in &broken {
+        let out = deploy(wasm, &setup.config);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{} was deployed", wasm.display());
+        assert!(stderr.contains("nothing was shipped"), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
+    let history = wrt_cli(&["transforms", "history"], &setup.config, &shared_cache());
+    assert_ok(&history, "transforms history");
+    assert_eq!(String::from_utf8_lossy(&history.stdout).lines().count(), 1);
+
+    let mut wrt = Wrt::start_with_env(
+        &setup.config,
+        &setup.dir.path().join("wrt.log"),
+        &[("WRT_ADMIN_TOKEN", TOKEN)],
+    );
+    let admin = AdminApi::new(port);
+    admin.wait_for("the host to run v1", &mut wrt, |s| s["transform"] == d1);
+    let (code, _) = admin.post("/transforms/check", None);
+    assert_eq!(code, 401, "state-changing calls need the token");
+    let (code, _) = admin.post("/transforms/check", Some("wrong"));
+    assert_eq!(code, 401);
+    assert_eq!(admin.get("/healthz").unwrap().0, 200);
+    apply_in_background(&setup, &load).join().unwrap();
+
+    // Behind the CLI's back: each broken component stored and the pointer moved by hand.
+    for (n, (wasm, why)) in broken.iter().enumerate() {
+        let bytes = std::fs::read(wasm).unwrap();
+        let bad = digest(wasm);
+        let prefix = format!("_wrt/transforms/{}", setup.names.connector);
+        let put = |key: String, body: Vec<u8>| {
+            setup
+                .s3
+                .put_object()
+                .bucket(&setup.names.bucket)
+                .key(key)
+                .body(body.into())
+                .send()
+        };
+        put(format!("{prefix}/{bad}.wasm"), bytes).await.unwrap();
+        let pointer = serde_json::json!({
+            "pipeline": setup.names.connector,
+            "current": bad,
+            "history": [{"digest": bad, "action": "deploy", "by": "by hand",
+                         "at": "2026-11-25T00:00:00Z", "previous": d1}],
+        });
+        put(
+            format!("{prefix}/current.json"),
+            pointer.to_string().into_bytes(),
+        )
+        .await
+        .unwrap();
+        admin.check_now();
+        admin.wait_for("the refusal", &mut wrt, |s| {
+            s["refused"].as_array().is_some_and(|r| r.len() == n + 1)
+        });
+        let status = admin.status();
+        let refusal = &status["refused"][n];
+        assert_eq!(refusal["digest"], bad);
+        assert!(
+            refusal["reason"].as_str().unwrap().contains(why),
+            "{refusal}"
+        );
+        assert_eq!(status["transform"], d1, "the old version keeps running");
+    }
+
+    // Changes made after the refusals still land, written by v1.
+    let mut after = load.expected.clone();
+    let late: Vec<String> = (900_001..=900_020).map(|id| insert(id, 0)).collect();
+    for id in 900_001..=900_020 {
+        after.insert(id, vec![("c", 0)]);
+    }
+    setup
+        .stack
+        .sql(&format!("USE {};\n{}", setup.names.database, late.concat()));
+    setup
+        .wait_for(&after, &mut wrt, Duration::from_secs(120))
+        .await;
+    let (_, metrics) = admin.get("/metrics").unwrap();
+    let log = wrt.stop();
+    let rows = rows_by_id(&setup.lake().await);
+    for id in 900_001..=900_020 {
+        assert_eq!(rows[&id][0]["_version"], "v1", "{log}");
+    }
+    let scrape = parse_metrics(&metrics);
+    let p = ("pipeline", setup.names.connector.as_str());
+    assert_eq!(
+        sample(&scrape, "wrt_transform_swaps_refused_total", &[p]),
+        2.0
+    );
+    assert_eq!(sample(&scrape, "wrt_transform_swaps_total", &[p]), 0.0);
+    setup.stack.drop_connector(&setup.names.connector);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_two_concurrent_deploys_exactly_one_wins() {
+    let stack = Stack::get();
+    let names = Names::new("e2e_race");
+    let s3 = stack.s3_with_bucket(&names.bucket).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"race\"\n[source]\nkind = \"sample\"\n[transform]\npath = \"{}\"\n\
+             [sink]\nkind = \"s3\"\nbucket = \"{}\"\nendpoint-url = \"{}\"\n\
+             region = \"us-east-1\"\nforce-path-style = true\n",
+            guest("tagger_v1").display(),
+            names.bucket,
+            stack.minio
+        ),
+    )
+    .unwrap();
+    let contenders = [guest("tagger_v2"), guest("pii_mask")];
+
+    // Twice: racing to make the first version, and racing to replace one.
+    for round in ["first deploy", "replacing v1"] {
+        if round == "replacing v1" {
+            assert_ok(&deploy(&guest("tagger_v1"), &config), "deploying v1");
+        }
+        // Each compiles from an empty cache, so both read the pointer before either writes.
+        let caches = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let children: Vec<_> = contenders
+            .iter()
+            .zip(&caches)
+            .map(|(wasm, cache)| {
+                let config = config.clone();
+                let (wasm, cache) = (wasm.to_str().unwrap().to_string(), cache.path().to_owned());
+                std::thread::spawn(move || wrt_cli(&["deploy", &wasm], &config, &cache))
+            })
+            .collect();
+        let outs: Vec<Output> = children.into_iter().map(|c| c.join().unwrap()).collect();
+        let winners: Vec<usize> = (0..2).filter(|&i| outs[i].status.success()).collect();
+        assert_eq!(winners.len(), 1, "{round}: {outs:?}");
+        let loser = &outs[1 - winners[0]];
+        let stderr = String::from_utf8_lossy(&loser.stderr);
+        assert!(
+            stderr.contains("conflict: another deploy moved pipeline `race`"),
+            "{round}: {stderr}"
+        );
+        let pointer = s3
+            .get_object()
+            .bucket(&names.bucket)
+            .key("_wrt/transforms/race/current.json")
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        let pointer: serde_json::Value = serde_json::from_slice(&pointer).unwrap();
+        assert_eq!(
+            pointer["current"],
+            digest(&contenders[winners[0]]),
+            "{round}"
+        );
+        // Reset for the next round.
+        s3.delete_object()
+            .bucket(&names.bucket)
+            .key("_wrt/transforms/race/current.json")
+            .send()
+            .await
+            .unwrap();
+        println!(
+            "e2e deploy race ({round}): the loser said: {}",
+            stderr.trim()
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! A WASI command, not a `wrt:transform/transformer`.
+
+fn main() {
+    println!("I am not a transform");
+}

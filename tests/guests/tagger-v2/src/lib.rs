@@ -1,0 +1,3 @@
+//! Version 2 of the tagger (see `tagger`).
+
+tagger::versioned!("v2");
