@@ -124,7 +124,10 @@ fn run_into_tempdir(
     let sink = LocalDir::new(dir.path());
     let telemetry = Telemetry::new("bench", transform.digest());
     let mut current = Current::fixed(transform);
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    // Multi-threaded, as in `wrt run`: the pipeline calls the transform in place.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()?;
     let summary = runtime.block_on(pipeline::run(
         &mut source,
         &mut current,

@@ -155,8 +155,11 @@ pub async fn run<S: Source, K: Sink>(
         telemetry.owned(source.owned());
         telemetry.records_in(records.len());
 
-        // Decode and transform: CPU-bound and this task's only work, so it runs inline.
-        let transformed = transform_records(&records, current.transform.as_mut());
+        // Decode and transform: CPU-bound and this task's only work, so it runs in place,
+        // outside the async context: a guest's blocking WASI calls (a Go runtime's `poll`)
+        // drive their own futures, which must not run inside this runtime's.
+        let transform = current.transform.as_mut();
+        let transformed = tokio::task::block_in_place(|| transform_records(&records, transform));
         summary.change_events += transformed.change_events;
         summary.failed_calls += u64::from(transformed.failed_call);
         if let Some(took) = transformed.call_time {

@@ -10,6 +10,7 @@ use wrt::registry::{Action, Registry, RegistryError, Seen, rollback_target};
 use wrt::sink::{LocalDir, Sink};
 use wrt::source;
 use wrt::transform::Transform;
+use wrt::transform::sandbox::WasmTransform;
 
 use super::{loader, read_component, s3_sink};
 
@@ -117,21 +118,16 @@ impl RegistryCommand for Deploy {
             cache_dir,
             section.config.clone(),
         )?;
-        let mut transform =
-            tokio::task::block_in_place(|| loader.load(&wasm)).with_context(|| {
-                format!("refused {}; nothing was shipped", self.transform.display())
-            })?;
-        if let Some(events) = &self.events {
-            try_events(
-                &mut transform,
-                events,
-                config.batch.batch_size,
-                self.allow_rejected,
-            )
-            .with_context(|| {
-                format!("refused {}; nothing was shipped", self.transform.display())
-            })?;
-        }
+        // Off the async context: `init` and `process` may block in WASI calls.
+        let transform = tokio::task::block_in_place(|| -> anyhow::Result<WasmTransform> {
+            let mut transform = loader.load(&wasm)?;
+            if let Some(events) = &self.events {
+                let batch_size = config.batch.batch_size;
+                try_events(&mut transform, events, batch_size, self.allow_rejected)?;
+            }
+            Ok(transform)
+        })
+        .with_context(|| format!("refused {}; nothing was shipped", self.transform.display()))?;
         let digest = transform.digest().to_string();
         if seen.as_ref().is_some_and(|s| s.pointer.current == digest) {
             println!("pipeline `{}` already runs {digest}", registry.pipeline());

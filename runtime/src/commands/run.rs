@@ -246,7 +246,7 @@ impl Host<'_> {
         });
         let (transform, refused) = match &registry {
             Some((registry, _)) => self.deployed_or_file(registry).await?,
-            None => (load_file(&self.loader, &config.transform.path)?, None),
+            None => (self.load_file(&config.transform.path)?, None),
         };
         let telemetry = Arc::new(Telemetry::new(&config.name, transform.digest()));
         if let Some((digest, reason)) = refused {
@@ -316,6 +316,11 @@ impl Host<'_> {
         Ok((summary, current.transform.digest().to_string()))
     }
 
+    /// Loads `path` off the async context: `init` may make blocking WASI calls.
+    fn load_file(&self, path: &std::path::Path) -> anyhow::Result<WasmTransform> {
+        tokio::task::block_in_place(|| load_file(&self.loader, path))
+    }
+
     /// The version the registry names; if it does not load (or none was deployed yet),
     /// `transform.path`, and the refusal to report.
     async fn deployed_or_file<K: Sink>(
@@ -333,7 +338,7 @@ impl Host<'_> {
                 "nothing deployed yet; running {} until a version is",
                 path.display()
             );
-            return Ok((load_file(&self.loader, path)?, None));
+            return Ok((self.load_file(path)?, None));
         };
         let digest = seen.pointer.current;
         let deployed = match registry.download(&digest).await {
@@ -351,7 +356,7 @@ impl Host<'_> {
                 tracing::error!(version = %digest,
                     "refusing the deployed version ({e:#}); running {} instead", path.display());
                 let reason = format!("{e:#}");
-                Ok((load_file(&self.loader, path)?, Some((digest, reason))))
+                Ok((self.load_file(path)?, Some((digest, reason))))
             }
         }
     }
