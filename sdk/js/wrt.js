@@ -89,7 +89,7 @@ export const sha256Hex = (text) => bytesToHex(sha256(new TextEncoder().encode(te
  */
 export function rfc3339({ seconds, nanos }) {
   const days = floorDiv(seconds, 86400n);
-  const secs = Number(seconds - days * day);
+  const secs = Number(seconds - days * 86400n);
   const [y, m, d] = civilFromDays(days);
   const pad = (n, w) => String(n).padStart(w, "0");
   // Rust's `{:04}`: the sign counts towards the width.
