@@ -1,6 +1,7 @@
 //! One file per subcommand, each a `clap::Args` with a `run` method.
 
 mod infra;
+mod new;
 mod run;
 mod sample;
 mod test;
@@ -26,6 +27,7 @@ enum Command {
     Test(test::Test),
     Sample(sample::Sample),
     Infra(infra::Infra),
+    New(new::New),
 }
 
 impl Cli {
@@ -35,6 +37,7 @@ impl Cli {
             Command::Test(cmd) => cmd.run(),
             Command::Sample(cmd) => cmd.run(),
             Command::Infra(cmd) => cmd.run(),
+            Command::New(cmd) => cmd.run(),
         }
     }
 }
