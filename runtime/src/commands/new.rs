@@ -90,12 +90,11 @@ impl New {
         validate_name(&self.name)?;
         let dir = self.dir.clone().unwrap_or_else(|| PathBuf::from(&self.name));
         refuse_non_empty(&dir)?;
-        let sdk = std::path::absolute(&self.sdk)
-            .with_context(|| format!("resolving --sdk {}", self.sdk.display()))?;
+        let sdk = std::fs::canonicalize(&self.sdk).unwrap_or_default();
         anyhow::ensure!(
             sdk.join(self.lang.id()).join("build").is_file(),
             "--sdk {}: no {}/build script there; point --sdk (or WRT_SDK) at the sdk/ folder of a wrt clone",
-            sdk.display(),
+            self.sdk.display(),
             self.lang.id()
         );
         let lang_prefix = format!("{}/", self.lang.id());
