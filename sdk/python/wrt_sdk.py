@@ -21,6 +21,8 @@ Build with ``sdk/python/build <project-dir> <out.wasm>``. Events and values are 
 dataclasses componentize-py generates from ``sdk/wit/transform.wit`` (re-exported here).
 """
 
+from __future__ import annotations  # `list` is also a Config method name
+
 from componentize_py_types import Err, Ok
 from wit_world import exports
 from wit_world.imports import clock, config as wit_config, logging
