@@ -50,6 +50,16 @@ impl Lang {
         }
     }
 
+    fn title(self) -> &'static str {
+        match self {
+            Lang::Rust => "Rust",
+            Lang::Js => "JavaScript",
+            Lang::Python => "Python",
+            Lang::Go => "Go",
+            Lang::C => "C",
+        }
+    }
+
     /// The template's files: path in the project, contents with `{{...}}` placeholders.
     fn files(self) -> &'static [(&'static str, &'static str)] {
         macro_rules! template {
@@ -105,6 +115,7 @@ impl New {
             let text = template
                 .replace("{{name}}", &self.name)
                 .replace("{{lang}}", self.lang.id())
+                .replace("{{language}}", self.lang.title())
                 .replace("{{sdk}}", &sdk.to_string_lossy());
             let target = dir.join(path);
             if let Some(parent) = target.parent() {
