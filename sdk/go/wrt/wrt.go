@@ -25,6 +25,8 @@ package wrt
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"strings"
 
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
@@ -223,7 +225,13 @@ var (
 func Register(constructor func(Config) (Transform, error)) { newTransform = constructor }
 
 // Init makes the registered transform; called by the component's `init` export.
+//
+// It also turns the Go collector's automatic runs off: a collection reads the clock (a WASI
+// import), and one that starts while the host is allocating a batch's events in guest
+// memory (cabi_realloc) traps with "cannot leave component instance". Process collects at
+// the end of each batch instead.
 func Init() error {
+	debug.SetGCPercent(-1)
 	if newTransform == nil {
 		return errors.New("no transform registered: call wrt.Register from an init function")
 	}
@@ -247,5 +255,6 @@ func Process(events []ChangeEvent) []Outcome {
 			outcomes[i] = witTypes.Err[[]OutputRecord](types.TransformError{Code: "error", Message: err.Error()})
 		}
 	}
+	runtime.GC()
 	return outcomes
 }
