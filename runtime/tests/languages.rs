@@ -13,7 +13,9 @@ use wrt_tests::{guest, repo_root};
 const GUEST_LANGS: [&str; 4] = ["js", "python", "go", "c"];
 
 fn run(cmd: &mut Command) -> Output {
-    let output = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         output.status.success(),
         "{cmd:?} failed ({}):\n{}\n{}",
@@ -38,16 +40,21 @@ fn toolchains() {
 /// Builds the project in `dir` with `sdk/<lang>/build` into `out`.
 fn build(lang: &str, dir: &Path, out: &Path) {
     toolchains();
-    run(Command::new(repo_root().join("sdk").join(lang).join("build"))
-        .arg(dir)
-        .arg(out));
+    run(
+        Command::new(repo_root().join("sdk").join(lang).join("build"))
+            .arg(dir)
+            .arg(out),
+    );
 }
 
 fn wrt(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wrt"))
         .args(args)
         .current_dir(cwd)
-        .env("WRT_CACHE_DIR", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("components"))
+        .env(
+            "WRT_CACHE_DIR",
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("components"),
+        )
         .output()
         .expect("running wrt")
 }
@@ -63,10 +70,21 @@ fn pii_examples_agree_byte_for_byte_in_every_language() {
     let events = events.to_str().unwrap();
     let print = |wasm: &Path| {
         let output = wrt(
-            &["test", wasm.to_str().unwrap(), "--events", events, "--config", "salt=test-salt"],
+            &[
+                "test",
+                wasm.to_str().unwrap(),
+                "--events",
+                events,
+                "--config",
+                "salt=test-salt",
+            ],
             &repo_root(),
         );
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         stdout(&output)
     };
 
@@ -78,7 +96,14 @@ fn pii_examples_agree_byte_for_byte_in_every_language() {
     let out = tempfile::tempdir().unwrap();
     for lang in GUEST_LANGS {
         let wasm = out.path().join(format!("pii_mask_{lang}.wasm"));
-        build(lang, &repo_root().join("guest-examples").join(lang).join("pii-mask"), &wasm);
+        build(
+            lang,
+            &repo_root()
+                .join("guest-examples")
+                .join(lang)
+                .join("pii-mask"),
+            &wasm,
+        );
         let actual = print(&wasm);
         assert!(actual == rust, "{lang} differs from Rust:\n{actual}");
     }
@@ -91,15 +116,27 @@ fn new_projects_build_and_pass_their_own_test_in_every_language() {
         let name = format!("tagger-{lang}");
         let dir = root.path().join(&name);
         let created = wrt(&["new", &name, "--lang", lang], root.path());
-        assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
 
         // The README's commands, run as written.
         let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
         let sdk = std::fs::canonicalize(repo_root().join("sdk")).unwrap();
         let build_line = format!("{}/{lang}/build . {name}.wasm", sdk.display());
-        assert!(readme.contains(&build_line), "{lang}: README lacks `{build_line}`:\n{readme}");
-        let test_line = format!("wrt test {name}.wasm --events tests/events.jsonl --expect tests/expected.jsonl");
-        assert!(readme.contains(&test_line), "{lang}: README lacks the test command");
+        assert!(
+            readme.contains(&build_line),
+            "{lang}: README lacks `{build_line}`:\n{readme}"
+        );
+        let test_line = format!(
+            "wrt test {name}.wasm --events tests/events.jsonl --expect tests/expected.jsonl"
+        );
+        assert!(
+            readme.contains(&test_line),
+            "{lang}: README lacks the test command"
+        );
 
         build(lang, &dir, &dir.join(format!("{name}.wasm")));
         let tested = wrt(&test_line.split(' ').skip(1).collect::<Vec<_>>(), &dir);
@@ -109,10 +146,16 @@ fn new_projects_build_and_pass_their_own_test_in_every_language() {
             stdout(&tested),
             String::from_utf8_lossy(&tested.stderr)
         );
-        assert!(stdout(&tested).starts_with("ok: 4 records, 4 output lines match"), "{lang}");
+        assert!(
+            stdout(&tested).starts_with("ok: 4 records, 4 output lines match"),
+            "{lang}"
+        );
 
         let again = wrt(&["new", &name, "--lang", lang], root.path());
-        assert!(!again.status.success(), "{lang}: a second `wrt new` must refuse the folder");
+        assert!(
+            !again.status.success(),
+            "{lang}: a second `wrt new` must refuse the folder"
+        );
         assert!(String::from_utf8_lossy(&again.stderr).contains("already exists and is not empty"));
     }
 }

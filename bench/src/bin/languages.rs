@@ -50,7 +50,10 @@ fn main() -> anyhow::Result<()> {
             guest("pii_mask")
         } else {
             let out = built.path().join(format!("{lang}.wasm"));
-            let project = repo_root().join("guest-examples").join(lang).join("pii-mask");
+            let project = repo_root()
+                .join("guest-examples")
+                .join(lang)
+                .join("pii-mask");
             let status = Command::new(repo_root().join("sdk").join(lang).join("build"))
                 .arg(&project)
                 .arg(&out)
@@ -105,7 +108,10 @@ fn measure(
         let outcomes = transform
             .process(batch)
             .map_err(|e| anyhow::anyhow!("{lang}: {e}"))?;
-        anyhow::ensure!(outcomes.len() == batch.len(), "{lang}: one outcome per event");
+        anyhow::ensure!(
+            outcomes.len() == batch.len(),
+            "{lang}: one outcome per event"
+        );
     }
     let per_event = started.elapsed() / u32::try_from(events.len())?;
     Ok(Figures {

@@ -79,7 +79,10 @@ impl Lang {
 
 /// Shared by every language: each template makes the same output of the same fixture.
 const COMMON: &[(&str, &str)] = &[
-    ("README.md", include_str!("../../../sdk/templates/README.md")),
+    (
+        "README.md",
+        include_str!("../../../sdk/templates/README.md"),
+    ),
     (
         "tests/events.jsonl",
         include_str!("../../../sdk/templates/tests/events.jsonl"),
@@ -98,7 +101,10 @@ fn default_sdk() -> &'static str {
 impl New {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         validate_name(&self.name)?;
-        let dir = self.dir.clone().unwrap_or_else(|| PathBuf::from(&self.name));
+        let dir = self
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&self.name));
         refuse_non_empty(&dir)?;
         let sdk = std::fs::canonicalize(&self.sdk).unwrap_or_default();
         anyhow::ensure!(
@@ -108,9 +114,11 @@ impl New {
             self.lang.id()
         );
         let lang_prefix = format!("{}/", self.lang.id());
-        let files = self.lang.files().iter().map(|(path, text)| {
-            (path.strip_prefix(&lang_prefix).unwrap_or(path), *text)
-        });
+        let files = self
+            .lang
+            .files()
+            .iter()
+            .map(|(path, text)| (path.strip_prefix(&lang_prefix).unwrap_or(path), *text));
         for (path, template) in files.chain(COMMON.iter().copied()) {
             let text = template
                 .replace("{{name}}", &self.name)
