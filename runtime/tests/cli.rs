@@ -178,7 +178,7 @@ fn run_on_the_embedded_default_writes_the_lake_and_a_summary() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for command in ["run", "test", "sample"] {
+    for command in ["run", "test", "sample", "new"] {
         let out = wrt(&[command, "--help"], &repo_root());
         assert!(out.status.success());
         let help = text(&out.stdout);
