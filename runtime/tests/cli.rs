@@ -183,6 +183,7 @@ fn every_command_has_help_with_an_example() {
         "run",
         "test",
         "sample",
+        "new",
         "deploy",
         "rollback",
         "transforms",

@@ -2,6 +2,7 @@
 
 mod deploy;
 mod infra;
+mod new;
 mod run;
 mod sample;
 mod test;
@@ -32,6 +33,7 @@ enum Command {
     Rollback(deploy::Rollback),
     Transforms(deploy::Transforms),
     Infra(infra::Infra),
+    New(new::New),
 }
 
 impl Cli {
@@ -44,6 +46,7 @@ impl Cli {
             Command::Rollback(cmd) => cmd.run(),
             Command::Transforms(cmd) => cmd.run(),
             Command::Infra(cmd) => cmd.run(),
+            Command::New(cmd) => cmd.run(),
         }
     }
 }

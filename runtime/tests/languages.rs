@@ -1,0 +1,161 @@
+//! Transforms in every supported language, built from `sdk/wit/` with the toolchains
+//! `sdk/toolchains` installs: the PII example in each language makes byte-identical output
+//! on the same fixture, and the project `wrt new` makes for each language builds and passes
+//! its own `wrt test`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use wrt_tests::{guest, repo_root};
+
+/// The languages other than Rust, whose PII examples live in `guest-examples/<lang>/pii-mask`.
+const GUEST_LANGS: [&str; 4] = ["js", "python", "go", "c"];
+
+fn run(cmd: &mut Command) -> Output {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Installs the toolchains once, before any build script runs (they would race otherwise).
+fn toolchains() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        run(Command::new("bash")
+            .arg("-c")
+            .arg("source sdk/toolchains")
+            .current_dir(repo_root()));
+    });
+}
+
+/// Builds the project in `dir` with `sdk/<lang>/build` into `out`.
+fn build(lang: &str, dir: &Path, out: &Path) {
+    toolchains();
+    run(
+        Command::new(repo_root().join("sdk").join(lang).join("build"))
+            .arg(dir)
+            .arg(out),
+    );
+}
+
+fn wrt(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wrt"))
+        .args(args)
+        .current_dir(cwd)
+        .env(
+            "WRT_CACHE_DIR",
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("components"),
+        )
+        .output()
+        .expect("running wrt")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
+}
+
+#[test]
+fn pii_examples_agree_byte_for_byte_in_every_language() {
+    let fixture = repo_root().join("guest-examples/pii-mask/tests");
+    let events = fixture.join("events.jsonl");
+    let events = events.to_str().unwrap();
+    let print = |wasm: &Path| {
+        let output = wrt(
+            &[
+                "test",
+                wasm.to_str().unwrap(),
+                "--events",
+                events,
+                "--config",
+                "salt=test-salt",
+            ],
+            &repo_root(),
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout(&output)
+    };
+
+    let rust = print(&guest("pii_mask"));
+    let expected = std::fs::read_to_string(fixture.join("expected.jsonl")).unwrap();
+    assert_eq!(rust, expected, "the Rust guest is the reference");
+    assert!(rust.contains("[type-mismatch]") && rust.lines().count() == 17);
+
+    let out = tempfile::tempdir().unwrap();
+    for lang in GUEST_LANGS {
+        let wasm = out.path().join(format!("pii_mask_{lang}.wasm"));
+        build(
+            lang,
+            &repo_root()
+                .join("guest-examples")
+                .join(lang)
+                .join("pii-mask"),
+            &wasm,
+        );
+        let actual = print(&wasm);
+        assert!(actual == rust, "{lang} differs from Rust:\n{actual}");
+    }
+}
+
+#[test]
+fn new_projects_build_and_pass_their_own_test_in_every_language() {
+    let root = tempfile::tempdir().unwrap();
+    for lang in ["rust", "js", "python", "go", "c"] {
+        let name = format!("tagger-{lang}");
+        let dir = root.path().join(&name);
+        let created = wrt(&["new", &name, "--lang", lang], root.path());
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+
+        // The README's commands, run as written.
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        let sdk = std::fs::canonicalize(repo_root().join("sdk")).unwrap();
+        let build_line = format!("{}/{lang}/build . {name}.wasm", sdk.display());
+        assert!(
+            readme.contains(&build_line),
+            "{lang}: README lacks `{build_line}`:\n{readme}"
+        );
+        let test_line = format!(
+            "wrt test {name}.wasm --events tests/events.jsonl --expect tests/expected.jsonl"
+        );
+        assert!(
+            readme.contains(&test_line),
+            "{lang}: README lacks the test command"
+        );
+
+        build(lang, &dir, &dir.join(format!("{name}.wasm")));
+        let tested = wrt(&test_line.split(' ').skip(1).collect::<Vec<_>>(), &dir);
+        assert!(
+            tested.status.success(),
+            "{lang}: {}{}",
+            stdout(&tested),
+            String::from_utf8_lossy(&tested.stderr)
+        );
+        assert!(
+            stdout(&tested).starts_with("ok: 4 records, 4 output lines match"),
+            "{lang}"
+        );
+
+        let again = wrt(&["new", &name, "--lang", lang], root.path());
+        assert!(
+            !again.status.success(),
+            "{lang}: a second `wrt new` must refuse the folder"
+        );
+        assert!(String::from_utf8_lossy(&again.stderr).contains("already exists and is not empty"));
+    }
+}

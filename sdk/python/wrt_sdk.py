@@ -1,0 +1,180 @@
+"""Write wrt transforms in Python.
+
+A transform is a class: ``__init__(self, config)`` reads the configuration and
+``process(self, event)`` returns the output records of one change event, or raises
+``TransformError`` (the host dead-letters that event). The project's ``transform.py``
+exports it::
+
+    import wrt_sdk
+
+    class Passthrough:
+        def __init__(self, config):
+            pass
+
+        def process(self, event):
+            row = wrt_sdk.row_of(event)
+            return [wrt_sdk.OutputRecord(event.source.table, row, [])] if row else []
+
+    Transform = wrt_sdk.export_transform(Passthrough)
+
+Build with ``sdk/python/build <project-dir> <out.wasm>``. Events and values are the
+dataclasses componentize-py generates from ``sdk/wit/transform.wit`` (re-exported here).
+"""
+
+from __future__ import annotations  # `list` is also a Config method name
+
+from componentize_py_types import Err, Ok
+from wit_world import exports
+from wit_world.imports import clock, config as wit_config, logging
+from wit_world.imports.logging import Level
+from wit_world.imports.types import (  # noqa: F401 (re-exported for transforms)
+    ChangeEvent,
+    Column,
+    Operation,
+    OutputRecord,
+    Timestamp,
+    Value_Boolean,
+    Value_Bytes,
+    Value_Date,
+    Value_Decimal,
+    Value_Float,
+    Value_Int,
+    Value_Json,
+    Value_Null,
+    Value_Text,
+    Value_Time,
+    Value_Timestamp,
+)
+from wit_world.imports import types as _types
+
+
+class TransformError(Exception):
+    """Why a transform rejected one event: a short machine-readable code and a message."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Config:
+    """The transform's configuration, as set by the host."""
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """The value of ``key``, or ``default`` when unset."""
+        value = wit_config.get(key)
+        return default if value is None else value
+
+    def list(self, key: str) -> list[str] | None:
+        """A comma-separated list (empty items dropped), or None when unset."""
+        raw = wit_config.get(key)
+        if raw is None:
+            return None
+        return [item.strip() for item in raw.split(",") if item.strip()]
+
+    def entries(self) -> list[tuple[str, str]]:
+        """Every key and value, sorted by key."""
+        return wit_config.entries()
+
+
+def log(level: Level, message: str) -> None:
+    """Writes a line to the host's log."""
+    logging.log(level, message)
+
+
+def now() -> Timestamp:
+    """The newest commit time in the current batch."""
+    return clock.now()
+
+
+_OP_CODES = {
+    Operation.CREATE: "c",
+    Operation.UPDATE: "u",
+    Operation.DELETE: "d",
+    Operation.READ: "r",
+    Operation.TRUNCATE: "t",
+}
+
+
+def op_code(op: Operation) -> str:
+    """Debezium's one-letter code of an operation: c, u, d, r or t."""
+    return _OP_CODES[op]
+
+
+def row_of(event: ChangeEvent) -> list[Column] | None:
+    """The row as it stands after the change, or as it was for a delete."""
+    return event.before if event.op == Operation.DELETE else event.after
+
+
+def set_column(row: list[Column], name: str, value) -> None:
+    """Sets column ``name``, appending it when the row does not have it."""
+    for column in row:
+        if column.name == name:
+            column.value = value
+            return
+    row.append(Column(name, value))
+
+
+def type_name(value) -> str:
+    """The WIT case name of a value (``text``, ``int``, ...), for error messages."""
+    return type(value).__name__.removeprefix("Value_").lower()
+
+
+def rfc3339(ts: Timestamp) -> str:
+    """RFC 3339 in UTC with a ``Z`` and 0, 3, 6 or 9 fraction digits as needed, exactly as
+    the host and the Rust SDK render timestamps."""
+    days, secs = divmod(ts.seconds, 86_400)
+    year, month, day = _civil_from_days(days)
+    sign = "-" if year < 0 else ""
+    # Rust's `{:04}`: the sign counts towards the width.
+    year_text = f"{sign}{abs(year):0{3 if sign else 4}d}"
+    clock_text = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+    return f"{year_text}-{month:02d}-{day:02d}T{clock_text}{_fraction(ts.nanos)}Z"
+
+
+def _fraction(nanos: int) -> str:
+    if nanos == 0:
+        return ""
+    if nanos % 1_000_000 == 0:
+        return f".{nanos // 1_000_000:03d}"
+    if nanos % 1_000 == 0:
+        return f".{nanos // 1_000:06d}"
+    return f".{nanos:09d}"
+
+
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    # Howard Hinnant's civil_from_days (Python's datetime stops at year 1..9999).
+    z = days + 719_468
+    era, doe = divmod(z, 146_097)
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (month <= 2), month, day
+
+
+def export_transform(cls):
+    """The component's ``Transform`` export for a transform class: one instance made by
+    ``init``, then ``process(event)`` per event, a raised ``TransformError`` becoming that
+    event's error. Assign it to ``Transform`` in the project's ``transform.py``."""
+
+    class Adapter(exports.Transform):
+        instance = None
+
+        def init(self) -> None:
+            try:
+                Adapter.instance = cls(Config())
+            except Exception as e:  # any refusal to start is the host's `init` error
+                raise Err(str(e)) from e
+
+        def process(self, events):
+            outcomes = []
+            for event in events:
+                try:
+                    outcomes.append(Ok(Adapter.instance.process(event)))
+                except TransformError as e:
+                    outcomes.append(Err(_types.TransformError(e.code, e.message)))
+            return outcomes
+
+    return Adapter
