@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use indicatif::ProgressBar;
+use wrt::batch::Rotation;
 use wrt::decode::KafkaRecord;
 use wrt::pipeline::{self, Options, Summary};
 use wrt::sink::LocalDir;
@@ -41,10 +42,7 @@ const SALT: &str = "bench-salt";
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let records = wrt::sample::sample_records();
-    let options = Options {
-        batch_size: args.batch_size,
-        ..Options::default()
-    };
+    let options = options(args.batch_size);
     let sandbox = Sandbox::new(None)?;
     let wasm = std::fs::read(wrt_tests::guest("pii_mask")).context("the pii_mask guest")?;
     let compiled = sandbox.compile(&wasm)?;
@@ -102,6 +100,18 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(&path, serde_json::to_string_pretty(&result)?)?;
     }
     Ok(())
+}
+
+/// Windows close by count only, so every run writes the same objects however slow.
+fn options(batch_size: usize) -> Options {
+    Options {
+        batch_size,
+        rotation: Rotation {
+            max_age: Duration::MAX,
+            ..Rotation::default()
+        },
+        ..Options::default()
+    }
 }
 
 fn run_once(
@@ -162,7 +172,7 @@ mod tests {
     #[test]
     fn native_and_guest_write_identical_objects() {
         let records = wrt::sample::sample_records();
-        let options = Options::default();
+        let options = options(Options::default().batch_size);
         let sandbox = Sandbox::new(None).unwrap();
         let wasm = std::fs::read(wrt_tests::guest("pii_mask")).unwrap();
         let config: TransformConfig = [("salt".to_string(), SALT.to_string())].into();

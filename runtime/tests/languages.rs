@@ -88,7 +88,40 @@ fn pii_examples_agree_byte_for_byte_in_every_language() {
         stdout(&output)
     };
 
+    // `wrt run` into a folder: the same objects, keyed by each version's digest.
+    let lake = |wasm: &Path| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_str().unwrap();
+        let wasm_path = wasm.to_str().unwrap();
+        let args = [
+            "run",
+            wasm_path,
+            "--events",
+            events,
+            "--set",
+            "salt=test-salt",
+            "--out",
+            out,
+        ];
+        let ran = wrt(&args, &repo_root());
+        assert!(
+            ran.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        let digest = stdout(&ran)
+            .split("transform ")
+            .nth(1)
+            .map(|rest| rest[..12].to_string())
+            .expect("the summary names the transform");
+        wrt_tests::files(dir.path())
+            .into_iter()
+            .map(|(key, body)| (key.replace(&digest, "DIGEST"), body))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+
     let rust = print(&guest("pii_mask"));
+    let rust_lake = lake(&guest("pii_mask"));
     let expected = std::fs::read_to_string(fixture.join("expected.jsonl")).unwrap();
     assert_eq!(rust, expected, "the Rust guest is the reference");
     assert!(rust.contains("[type-mismatch]") && rust.lines().count() == 17);
@@ -106,6 +139,10 @@ fn pii_examples_agree_byte_for_byte_in_every_language() {
         );
         let actual = print(&wasm);
         assert!(actual == rust, "{lang} differs from Rust:\n{actual}");
+        assert!(
+            lake(&wasm) == rust_lake,
+            "{lang}: `wrt run` wrote other objects"
+        );
     }
 }
 
