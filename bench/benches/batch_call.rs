@@ -2,6 +2,8 @@
 //! reported per event: what a guest call costs beyond the work on each event, which sets the
 //! default batch size (`pipeline::Options`).
 
+use std::time::Duration;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use wrt::decode::{self, Decoded};
 use wrt::event::ChangeEvent;
@@ -39,5 +41,13 @@ fn batch_call(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, batch_call);
+criterion_group! {
+    name = benches;
+    // Short runs: the differences that matter here are large, and the machine is shared.
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = batch_call
+}
 criterion_main!(benches);

@@ -114,7 +114,11 @@ pub async fn create_topics(brokers: &str, topics: &Topics, recreate: bool) -> an
     }
     let new: Vec<NewTopic> = partitions
         .iter()
-        .map(|(name, n)| NewTopic::new(name, *n, TopicReplication::Fixed(1)))
+        // The records carry the simulation's 2024 timestamps: without this, time-based
+        // retention deletes them as soon as a segment rolls.
+        .map(|(name, n)| {
+            NewTopic::new(name, *n, TopicReplication::Fixed(1)).set("retention.ms", "-1")
+        })
         .collect();
     for result in admin.create_topics(&new, &options).await? {
         match result {
@@ -152,22 +156,31 @@ pub fn already_loaded(
     for ((name, partition), expected) in &topics.counts {
         match consumer.fetch_watermarks(name, *partition, TIMEOUT) {
             Ok((0, high)) if high == *expected => {}
-            _ => return Ok(false),
+            other => {
+                eprintln!("{name}/{partition}: offsets {other:?}, expected 0..{expected}");
+                return Ok(false);
+            }
         }
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(name, *partition, Offset::Offset(expected - 1))?;
         consumer.assign(&assignment)?;
+        // Skip anything still queued from the previous partition's assignment.
         let message = loop {
             match consumer.poll(TIMEOUT) {
-                Some(Ok(m)) => break m,
+                Some(Ok(m)) if m.topic() == name && m.partition() == *partition => break m,
+                Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e).context("reading back the last record"),
-                None => return Ok(false),
+                None => {
+                    eprintln!("{name}/{partition}: the last record did not arrive");
+                    return Ok(false);
+                }
             }
         };
         let want = last[&(name.clone(), *partition)];
         if record_digest(message.key(), message.payload())
             != record_digest(want.key.as_deref(), want.value.as_deref())
         {
+            eprintln!("{name}/{partition}: the last record differs");
             return Ok(false);
         }
     }
