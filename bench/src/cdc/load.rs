@@ -30,7 +30,9 @@ impl Topics {
     pub fn of(prefix: &str, records: &[KafkaRecord]) -> Self {
         let mut counts = BTreeMap::new();
         for r in records {
-            *counts.entry((topic(prefix, &r.topic), r.partition)).or_insert(0) += 1;
+            *counts
+                .entry((topic(prefix, &r.topic), r.partition))
+                .or_insert(0) += 1;
         }
         Topics {
             prefix: prefix.into(),
@@ -133,7 +135,10 @@ pub async fn delete_topics(brokers: &str, topics: &Topics) -> anyhow::Result<()>
     let admin: AdminClient<DefaultClientContext> = client_config(brokers).create()?;
     let names: Vec<&str> = topics.partitions().keys().copied().collect();
     admin
-        .delete_topics(&names, &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .delete_topics(
+            &names,
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
         .await?;
     Ok(())
 }
@@ -211,7 +216,10 @@ pub fn produce(brokers: &str, prefix: &str, records: &[KafkaRecord]) -> anyhow::
         loop {
             match producer.send(pending) {
                 Ok(()) => break,
-                Err((e, back)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                Err((e, back))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
                     std::thread::sleep(Duration::from_millis(5));
                     pending = back;
                 }

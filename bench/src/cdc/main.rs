@@ -90,7 +90,11 @@ struct RunArgs {
     logs: PathBuf,
     #[arg(long, env = "WRT_BENCH_BROKERS", default_value = "127.0.0.1:9092")]
     brokers: String,
-    #[arg(long, env = "WRT_BENCH_S3_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    #[arg(
+        long,
+        env = "WRT_BENCH_S3_ENDPOINT",
+        default_value = "http://127.0.0.1:9000"
+    )]
     s3_endpoint: String,
     #[arg(long, env = "WRT_BENCH_BUCKET", default_value = "wrt-bench")]
     bucket: String,
@@ -186,7 +190,10 @@ fn run(mut args: RunArgs) -> anyhow::Result<()> {
     runtime.block_on(ensure_bucket(&s3, &args.bucket))?;
 
     // The workload, loaded once per seed and size.
-    eprintln!("generating {} change events (seed {})", args.events, args.seed);
+    eprintln!(
+        "generating {} change events (seed {})",
+        args.events, args.seed
+    );
     let records = wrt::sample::workload(args.seed, args.events);
     let topics = Topics::of(&format!("wrtbench-{}-{}", args.seed, args.events), &records);
     let bytes = load::payload_bytes(&records);
@@ -194,7 +201,11 @@ fn run(mut args: RunArgs) -> anyhow::Result<()> {
         eprintln!("workload already in {}", topics.pattern());
         false
     } else {
-        eprintln!("loading {} records into {}", records.len(), topics.pattern());
+        eprintln!(
+            "loading {} records into {}",
+            records.len(),
+            topics.pattern()
+        );
         runtime.block_on(load::create_topics(&args.brokers, &topics, true))?;
         load::produce(&args.brokers, &topics.prefix, &records)?;
         anyhow::ensure!(
@@ -273,7 +284,10 @@ fn run(mut args: RunArgs) -> anyhow::Result<()> {
         } else {
             match runtime.block_on(bench.freshness(&s3, &fresh_records)) {
                 Ok(f) => {
-                    eprintln!("row {}: freshness p50 {:.0} ms, p99 {:.0} ms", row.id, f.p50_ms, f.p99_ms);
+                    eprintln!(
+                        "row {}: freshness p50 {:.0} ms, p99 {:.0} ms",
+                        row.id, f.p50_ms, f.p99_ms
+                    );
                     result.freshness = Some(f);
                 }
                 Err(e) => {
@@ -337,13 +351,8 @@ fn loadavg() -> String {
 }
 
 async fn s3_client(endpoint: &str) -> Client {
-    let credentials = aws_sdk_s3::config::Credentials::new(
-        MINIO_USER,
-        MINIO_PASSWORD,
-        None,
-        None,
-        "wrt-bench",
-    );
+    let credentials =
+        aws_sdk_s3::config::Credentials::new(MINIO_USER, MINIO_PASSWORD, None, None, "wrt-bench");
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new(REGION))
@@ -406,7 +415,10 @@ impl Bench<'_> {
             }
             Engine::Native => {
                 let config = dir.join("pipeline.toml");
-                std::fs::write(&config, self.pipeline_toml(topics, group, prefix, &self.args.rust_guest))?;
+                std::fs::write(
+                    &config,
+                    self.pipeline_toml(topics, group, prefix, &self.args.rust_guest),
+                )?;
                 let mut c = Command::new(me);
                 c.arg("native").arg("--config").arg(config);
                 c
@@ -435,13 +447,7 @@ impl Bench<'_> {
         Ok(command)
     }
 
-    fn pipeline_toml(
-        &self,
-        topics: &Topics,
-        group: &str,
-        prefix: &str,
-        guest: &Path,
-    ) -> String {
+    fn pipeline_toml(&self, topics: &Topics, group: &str, prefix: &str, guest: &Path) -> String {
         format!(
             r#"name = "bench-{row}"
 
@@ -571,14 +577,22 @@ output:
         let joined_by = Instant::now() + Duration::from_secs(60);
         while !commits.joined(&group)? {
             running.check_alive(&log)?;
-            anyhow::ensure!(Instant::now() < joined_by, "the row did not join its group in 60 s");
+            anyhow::ensure!(
+                Instant::now() < joined_by,
+                "the row did not join its group in 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let rows = records.iter().filter(|r| r.value.is_some()).count() as u64;
         let mut watcher = fresh::Watcher::new(s3.clone(), &self.args.bucket, &prefix);
         let timeout = Duration::from_secs(u64::from(self.args.fresh_seconds) + 60);
         let (produced, seen) = tokio::join!(
-            fresh::produce_paced(&self.args.brokers, &prefix_topics, records, self.args.fresh_rate),
+            fresh::produce_paced(
+                &self.args.brokers,
+                &prefix_topics,
+                records,
+                self.args.fresh_rate
+            ),
             watcher.watch(rows, timeout),
         );
         produced?;
@@ -586,7 +600,10 @@ output:
         running.check_alive(&log)?;
         running.stop()?;
         load::delete_topics(&self.args.brokers, &topics).await?;
-        anyhow::ensure!(seen == rows, "{seen} of {rows} rows showed up in {timeout:?}");
+        anyhow::ensure!(
+            seen == rows,
+            "{seen} of {rows} rows showed up in {timeout:?}"
+        );
         let q = |q| fresh::quantile(&watcher.latencies_ms, q).unwrap_or(f64::NAN);
         Ok(Freshness {
             rows: seen,

@@ -94,11 +94,7 @@ pub struct Ratio {
 
 /// The ratios the issue asks for, from whichever rows ran.
 pub fn ratios(rows: &[RowResult]) -> Vec<Ratio> {
-    let find = |id: &str| {
-        rows.iter()
-            .find(|r| r.id == id)
-            .and_then(|r| r.throughput)
-    };
+    let find = |id: &str| rows.iter().find(|r| r.id == id).and_then(|r| r.throughput);
     [
         ("WASM cost", "rust-guest", "native"),
         ("distance to the limit", "rust-guest", "raw"),
@@ -196,12 +192,21 @@ const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 pub fn chart(report: &Report, path: &Path) -> anyhow::Result<()> {
     let font = std::fs::read(FONT)
         .with_context(|| format!("{FONT} (Debian package fonts-dejavu-core)"))?;
-    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice()))
-        .map_err(|_| anyhow::anyhow!("{FONT} is not a usable font"))?;
+    plotters::style::register_font(
+        "sans-serif",
+        FontStyle::Normal,
+        Box::leak(font.into_boxed_slice()),
+    )
+    .map_err(|_| anyhow::anyhow!("{FONT} is not a usable font"))?;
     let rows: Vec<(&str, f64)> = report
         .rows
         .iter()
-        .map(|r| (r.name.as_str(), r.throughput.map_or(0.0, |t| t.events_per_s)))
+        .map(|r| {
+            (
+                r.name.as_str(),
+                r.throughput.map_or(0.0, |t| t.events_per_s),
+            )
+        })
         .collect();
     let top = rows.iter().map(|r| r.1).fold(1.0, f64::max) * 1.15;
     let root = BitMapBackend::new(path, (1100, 560)).into_drawing_area();
@@ -234,7 +239,11 @@ pub fn chart(report: &Report, path: &Path) -> anyhow::Result<()> {
         Rectangle::new([(i, 0.0), (i + 1, *v)], color)
     }))?;
     chart.draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
-        let label = if *v > 0.0 { format!("{v:.0}/s") } else { "not run".into() };
+        let label = if *v > 0.0 {
+            format!("{v:.0}/s")
+        } else {
+            "not run".into()
+        };
         Text::new(label, (i, v + top * 0.02), ("sans-serif", 16))
     }))?;
     root.present()?;
