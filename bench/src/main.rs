@@ -2,8 +2,6 @@
 //! transform as a sandboxed Rust guest and as plain Rust in the host, side by side in one
 //! run, alternating, reporting medians and the ratio (the cost of the sandbox).
 
-mod native_pii;
-
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,7 +16,8 @@ use wrt::telemetry::Telemetry;
 use wrt::transform::sandbox::{Limits, Sandbox, TransformConfig};
 use wrt::transform::{Current, Transform};
 
-use native_pii::NativePiiMask;
+use wrt_bench::SALT;
+use wrt_bench::native_pii::NativePiiMask;
 
 /// Measure the sandbox's cost on the bundled sample stream.
 #[derive(Debug, Parser)]
@@ -36,8 +35,6 @@ struct Args {
     #[arg(long)]
     json: Option<std::path::PathBuf>,
 }
-
-const SALT: &str = "bench-salt";
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();

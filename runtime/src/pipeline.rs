@@ -17,6 +17,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::batch::{Batcher, Marker, PartitionTemplate, Rotation, TopicPartition, Window};
+use crate::config::BatchConfig;
 use crate::decode::{self, Decoded, KafkaRecord, SchemaChange};
 use crate::encode::{Object, Reason};
 use crate::event::{Column, OutputRecord, Timestamp, Value};
@@ -47,6 +48,22 @@ impl Default for Options {
             template: PartitionTemplate::default(),
             stop_when_idle: None,
         }
+    }
+}
+
+impl Options {
+    /// The options a `pipeline.toml` `[batch]` section describes.
+    pub fn from_config(batch: &BatchConfig) -> Result<Options, String> {
+        Ok(Options {
+            batch_size: batch.batch_size,
+            rotation: Rotation {
+                max_records: batch.max_records,
+                max_bytes: batch.max_bytes,
+                max_age: Duration::from_millis(batch.max_age_ms),
+            },
+            template: PartitionTemplate::parse(&batch.partition_template)?,
+            stop_when_idle: None,
+        })
     }
 }
 

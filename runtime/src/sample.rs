@@ -47,7 +47,14 @@ const SERVER_UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
 
 /// The bundled sample stream, in the order the connector would produce it.
 pub fn sample_records() -> Vec<KafkaRecord> {
-    Shop::new().run()
+    workload(SEED, TOTAL_CHANGES)
+}
+
+/// The same shop simulation from another seed, streaming until `changes` change events
+/// (snapshot reads included) are written: a deterministic workload of any size for
+/// benchmarks. `workload(20_240_501, 12_000)` is the bundled sample.
+pub fn workload(seed: u64, changes: usize) -> Vec<KafkaRecord> {
+    Shop::new(seed).run(changes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -927,9 +934,9 @@ const DISCOUNTS: &[f64] = &[0.0, 0.0, 0.0, 0.05, 0.1, 0.15, 0.25];
 const LOYALTY_TIERS: &[&str] = &["bronze", "silver", "gold", "platinum"];
 
 impl Shop {
-    fn new() -> Self {
+    fn new(seed: u64) -> Self {
         Shop {
-            rng: fastrand::Rng::with_seed(SEED),
+            rng: fastrand::Rng::with_seed(seed),
             out: Writer::new(),
             customers_table: Table::new("customers", 1, customer_columns()),
             orders_table: Table::new("orders", 1, order_columns()),
@@ -940,12 +947,12 @@ impl Shop {
         }
     }
 
-    fn run(mut self) -> Vec<KafkaRecord> {
+    fn run(mut self, total_changes: usize) -> Vec<KafkaRecord> {
         self.seed_rows();
         self.snapshot();
-        let alter_at = (self.out.changes + TOTAL_CHANGES) / 2;
+        let alter_at = (self.out.changes + total_changes) / 2;
         let mut next_heartbeat = self.out.now + HEARTBEAT_INTERVAL_US;
-        while self.out.changes < TOTAL_CHANGES {
+        while self.out.changes < total_changes {
             if !self.altered && self.out.changes >= alter_at {
                 self.alter_customers();
             }
@@ -1503,6 +1510,19 @@ mod tests {
 
     fn column<'a>(row: &'a Row, name: &str) -> &'a Value {
         &row.iter().find(|c| c.name == name).unwrap().value
+    }
+
+    /// Benchmarks rely on a seed and a size naming exactly one stream.
+    #[test]
+    fn workloads_are_deterministic_per_seed_and_size() {
+        let a = workload(7, 20_000);
+        assert_eq!(a, workload(7, 20_000));
+        assert_ne!(a, workload(8, 20_000));
+        let changes = a
+            .iter()
+            .filter(|r| r.topic.starts_with("shop.shop.") && r.value.is_some())
+            .count();
+        assert_eq!(changes, 20_000);
     }
 
     #[test]

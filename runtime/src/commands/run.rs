@@ -7,7 +7,6 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::{Notify, mpsc, watch};
 use wrt::admin::Admin;
-use wrt::batch::{PartitionTemplate, Rotation};
 use wrt::config::{
     BatchConfig, FileSource, LocalSink, PipelineConfig, SinkConfig, SourceConfig, TransformSection,
 };
@@ -148,15 +147,8 @@ impl Run {
             return Ok(ExitCode::SUCCESS);
         }
         let options = Options {
-            batch_size: config.batch.batch_size,
-            rotation: Rotation {
-                max_records: config.batch.max_records,
-                max_bytes: config.batch.max_bytes,
-                max_age: Duration::from_millis(config.batch.max_age_ms),
-            },
-            template: PartitionTemplate::parse(&config.batch.partition_template)
-                .map_err(anyhow::Error::msg)?,
             stop_when_idle: self.stop_when_idle.map(Duration::from_secs_f64),
+            ..Options::from_config(&config.batch).map_err(anyhow::Error::msg)?
         };
 
         let runtime = tokio::runtime::Runtime::new()?;

@@ -1,0 +1,179 @@
+//! One measured process: spawned, watched through its consumer group's committed offsets
+//! (the only point where every row has made its output durable), and read from `/proc`.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::load::{Topics, client_config};
+
+/// CPU and memory of a live process, from `/proc/<pid>/stat` and `status`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcStats {
+    pub cpu_seconds: f64,
+    pub peak_rss_bytes: u64,
+}
+
+pub fn proc_stats(pid: u32, ticks_per_second: f64) -> anyhow::Result<ProcStats> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_proc(&stat, &status, ticks_per_second)
+}
+
+/// `utime` and `stime` are fields 14 and 15 of `stat`, counted after the command name,
+/// which is in parentheses and may itself hold spaces; `VmHWM` is the peak resident set.
+fn parse_proc(stat: &str, status: &str, ticks_per_second: f64) -> anyhow::Result<ProcStats> {
+    let after_name = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `after_name` starts at field 3 (state), so field n is at index n - 3.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .context("VmHWM in /proc status")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(ProcStats {
+        cpu_seconds: ticks as f64 / ticks_per_second,
+        peak_rss_bytes: hwm_kib * 1024,
+    })
+}
+
+pub fn clock_ticks() -> anyhow::Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+/// A row's process, its output going to `log`.
+pub struct Running {
+    pub child: Child,
+    pub started: Instant,
+}
+
+pub fn spawn(mut command: Command, log: &Path) -> anyhow::Result<Running> {
+    let file = std::fs::File::create(log)?;
+    command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
+    let started = Instant::now();
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {command:?}"))?;
+    Ok(Running { child, started })
+}
+
+impl Running {
+    /// Fails if the process has already ended, naming its log.
+    pub fn check_alive(&mut self, log: &Path) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            bail!(
+                "the row's process ended early ({status}); {}:\n{}",
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGTERM (every row writes what it holds and exits), SIGKILL after 30 s.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// Watches a consumer group's committed offsets.
+pub struct Commits {
+    consumer: BaseConsumer,
+    partitions: rdkafka::TopicPartitionList,
+    expected: i64,
+}
+
+impl Commits {
+    pub fn new(brokers: &str, group: &str, topics: &Topics) -> anyhow::Result<Self> {
+        // This client never subscribes, so it never joins the group it reads.
+        let consumer: BaseConsumer = client_config(brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        Ok(Commits {
+            consumer,
+            partitions: topics.partition_list(),
+            expected: topics.total(),
+        })
+    }
+
+    /// Records committed so far, summed over the partitions.
+    pub fn committed(&self) -> anyhow::Result<i64> {
+        let list = self
+            .consumer
+            .committed_offsets(self.partitions.clone(), Duration::from_secs(10))?;
+        Ok(list
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(n) => n,
+                _ => 0,
+            })
+            .sum())
+    }
+
+    pub fn all_committed(&self) -> anyhow::Result<bool> {
+        Ok(self.committed()? >= self.expected)
+    }
+
+    /// Whether the group has a member with partitions (it has joined and will read).
+    pub fn joined(&self, group: &str) -> anyhow::Result<bool> {
+        let groups = self
+            .consumer
+            .fetch_group_list(Some(group), Duration::from_secs(10))?;
+        Ok(groups
+            .groups()
+            .iter()
+            .any(|g| g.state() == "Stable" && !g.members().is_empty()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cpu_and_peak_rss_from_proc() {
+        let stat = "4242 (wrt run (x)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 9 0 1 2 3";
+        let status = "Name:\twrt\nVmPeak:\t  900 kB\nVmHWM:\t  2048 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(
+            parse_proc(stat, status, 100.0).unwrap(),
+            ProcStats {
+                cpu_seconds: 3.0,
+                peak_rss_bytes: 2 << 20
+            }
+        );
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let stats = proc_stats(std::process::id(), clock_ticks().unwrap()).unwrap();
+        assert!(stats.peak_rss_bytes > 0);
+    }
+}
