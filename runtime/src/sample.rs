@@ -50,8 +50,8 @@ pub fn sample_records() -> Vec<KafkaRecord> {
     workload(SEED, TOTAL_CHANGES)
 }
 
-/// The same shop simulation from another seed, streaming until `changes` change events
-/// (snapshot reads included) are written: a deterministic workload of any size for
+/// The same shop simulation from another seed, streaming until at least `changes` change
+/// events (snapshot reads included) are written: a deterministic workload of any size for
 /// benchmarks. `workload(20_240_501, 12_000)` is the bundled sample.
 pub fn workload(seed: u64, changes: usize) -> Vec<KafkaRecord> {
     Shop::new(seed).run(changes)
@@ -1522,7 +1522,8 @@ mod tests {
             .iter()
             .filter(|r| r.topic.starts_with("shop.shop.") && r.value.is_some())
             .count();
-        assert_eq!(changes, 20_000);
+        // The last simulated transaction may carry a few changes past the target.
+        assert!((20_000..20_010).contains(&changes), "{changes}");
     }
 
     #[test]
