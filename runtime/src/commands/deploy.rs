@@ -12,7 +12,7 @@ use wrt::source;
 use wrt::transform::Transform;
 use wrt::transform::sandbox::WasmTransform;
 
-use super::{loader, read_component, s3_sink};
+use super::{read_component, s3_sink, section_loader};
 
 /// Which pipeline's registry, found through its configuration.
 #[derive(Debug, Clone, clap::Args)]
@@ -111,13 +111,7 @@ impl RegistryCommand for Deploy {
         // The version this deploy replaces is the one current when it began.
         let seen = registry.pointer().await?;
         let wasm = read_component(&self.transform)?;
-        let section = &config.transform;
-        let loader = loader(
-            section.memory_mb,
-            section.timeout_ms,
-            cache_dir,
-            section.config.clone(),
-        )?;
+        let loader = section_loader(&config.transform, cache_dir)?;
         // Off the async context: `init` and `process` may block in WASI calls.
         let transform = tokio::task::block_in_place(|| -> anyhow::Result<WasmTransform> {
             let mut transform = loader.load(&wasm)?;
@@ -236,13 +230,7 @@ impl RegistryCommand for Rollback {
         }
         // It loaded when it was deployed; check again, in case it was put there by hand.
         let wasm = registry.download(&to).await?;
-        let section = &config.transform;
-        let loader = loader(
-            section.memory_mb,
-            section.timeout_ms,
-            cache_dir,
-            section.config.clone(),
-        )?;
+        let loader = section_loader(&config.transform, cache_dir)?;
         tokio::task::block_in_place(|| loader.load(&wasm))
             .with_context(|| format!("refused to roll back to {to}; nothing was changed"))?;
         let by = self.by.unwrap_or_else(default_author);

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use wrt::config::S3Sink;
+use wrt::config::{S3Sink, TransformSection};
 use wrt::sink::s3::S3;
 use wrt::transform::sandbox::{Limits, Loader, Sandbox, TransformConfig, WasmTransform};
 
@@ -95,6 +95,19 @@ fn loader(
         call_timeout: Duration::from_millis(timeout_ms),
     };
     Ok(Loader::new(sandbox, config, limits))
+}
+
+/// A sandbox with a pipeline's transform configuration and limits.
+fn section_loader(
+    section: &TransformSection,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<Loader> {
+    loader(
+        section.memory_mb,
+        section.timeout_ms,
+        cache_dir,
+        section.config.clone(),
+    )
 }
 
 /// Reads, compiles (or takes from the cache) and initialises the component at `path`.

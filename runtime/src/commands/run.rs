@@ -19,7 +19,7 @@ use wrt::transform::sandbox::{Loader, WasmTransform};
 use wrt::transform::watch::{Origin, Watcher};
 use wrt::transform::{Current, Transform};
 
-use super::{key_value, load_file, loader, s3_sink};
+use super::{key_value, load_file, s3_sink, section_loader};
 
 /// Run a transform over change events and write the results as objects.
 ///
@@ -131,12 +131,7 @@ impl Run {
              registry; remove --watch, or the [registry] section"
         );
         let section = &config.transform;
-        let loader = loader(
-            section.memory_mb,
-            section.timeout_ms,
-            self.cache_dir.clone(),
-            section.config.clone(),
-        )?;
+        let loader = section_loader(section, self.cache_dir.clone())?;
         if self.check {
             let transform = load_file(&loader, &section.path)?;
             println!(

@@ -162,25 +162,7 @@ impl Sink for S3 {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
-        let got = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.key(key))
-            .send()
-            .await;
-        match got {
-            Ok(object) => {
-                let body = object
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| self.error("reading", key, e))?;
-                Ok(Some(body.to_vec()))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(self.error("reading", key, e)),
-        }
+        Ok(self.get_versioned(key).await?.map(|(bytes, _tag)| bytes))
     }
 
     async fn delete(&self, key: &str) -> Result<(), SinkError> {
