@@ -48,6 +48,9 @@ pub struct Settings {
     pub max_age_ms: u64,
     pub freshness_rate_per_s: u32,
     pub freshness_seconds: u32,
+    /// Throughput runs per row, fewer for a row that used up its budget.
+    pub repeats: u32,
+    pub row_budget_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,7 +59,10 @@ pub struct RowResult {
     pub name: String,
     /// `ok`, or `not run: <why>`, or `failed: <error>`.
     pub status: String,
+    /// The median of each figure over `runs`.
     pub throughput: Option<Throughput>,
+    /// Every throughput run, in order.
+    pub runs: Vec<Throughput>,
     pub freshness: Option<Freshness>,
     /// Why freshness is missing, when the row ran.
     pub freshness_note: Option<String>,
@@ -90,6 +96,45 @@ pub struct Ratio {
     pub throughput: Option<f64>,
     /// CPU-seconds per million events of `of` over those of `to`.
     pub cpu: Option<f64>,
+}
+
+/// Each figure's median over `runs` (the mean of the middle two for an even count).
+pub fn median(runs: &[Throughput]) -> Option<Throughput> {
+    if runs.is_empty() {
+        return None;
+    }
+    let of = |figure: fn(&Throughput) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(figure).collect();
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        if values.len() % 2 == 1 {
+            values[mid]
+        } else {
+            (values[mid - 1] + values[mid]) / 2.0
+        }
+    };
+    Some(Throughput {
+        seconds: of(|t| t.seconds),
+        events_per_s: of(|t| t.events_per_s),
+        mb_per_s: of(|t| t.mb_per_s),
+        cpu_seconds: of(|t| t.cpu_seconds),
+        cpu_s_per_million: of(|t| t.cpu_s_per_million),
+        peak_rss_mib: of(|t| t.peak_rss_mib),
+    })
+}
+
+/// The slowest and fastest run's events/s, when there was more than one.
+fn spread(runs: &[Throughput]) -> String {
+    let rates = runs.iter().map(|t| t.events_per_s);
+    match runs.len() {
+        0 => "–".into(),
+        1 => "1".into(),
+        n => format!(
+            "{n} ({:.0}–{:.0})",
+            rates.clone().fold(f64::INFINITY, f64::min),
+            rates.fold(0.0, f64::max)
+        ),
+    }
 }
 
 /// The ratios the issue asks for, from whichever rows ran.
@@ -131,9 +176,11 @@ pub fn markdown(report: &Report) -> String {
          over {} partitions (`{}`).\n\n\
          Same flush rules in every row: {} events per transform call, windows of {} source \
          records or {} MiB or {} ms per partition, gzip JSON Lines, offsets committed after the \
-         objects are durable. Freshness: a second run per row at {} events/s for {} s.\n\n\
-         | # | row | status | events/s | MB/s | CPU-s per M events | peak RSS MiB | freshness p50 ms | p99 ms |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---:|\n",
+         objects are durable. Throughput figures are medians of up to {} runs per row (a row \
+         is not repeated once its runs took {} s); the runs column gives their count and the \
+         slowest and fastest events/s. Freshness: one more run per row at {} events/s for {} s.\n\n\
+         | # | row | status | events/s | runs (min–max) | MB/s | CPU-s per M events | peak RSS MiB | freshness p50 ms | p99 ms |\n\
+         |---|---|---|---:|---|---:|---:|---:|---:|---:|\n",
         report.started,
         report.machine.cpus,
         report.machine.load_before,
@@ -148,6 +195,8 @@ pub fn markdown(report: &Report) -> String {
         s.max_records,
         s.max_bytes >> 20,
         s.max_age_ms,
+        s.repeats,
+        s.row_budget_seconds,
         s.freshness_rate_per_s,
         s.freshness_seconds,
     );
@@ -160,11 +209,12 @@ pub fn markdown(report: &Report) -> String {
             (None, None) => "–".into(),
         };
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             i + 1,
             row.name,
             row.status,
             num(t.map(|t| t.events_per_s), 0),
+            spread(&row.runs),
             num(t.map(|t| t.mb_per_s), 1),
             num(t.map(|t| t.cpu_s_per_million), 1),
             num(t.map(|t| t.peak_rss_mib), 0),
@@ -214,7 +264,7 @@ pub fn chart(report: &Report, path: &Path) -> anyhow::Result<()> {
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
-                "wrt CDC benchmark: {} records, Kafka -> transform -> S3",
+                "wrt CDC benchmark: {} records, Kafka -> transform -> S3 (median of runs)",
                 report.workload.records
             ),
             ("sans-serif", 22),
@@ -259,6 +309,17 @@ fn short(name: &str) -> &str {
 mod tests {
     use super::*;
 
+    fn sample(events_per_s: f64) -> Throughput {
+        Throughput {
+            seconds: 1.0,
+            events_per_s,
+            mb_per_s: 1.0,
+            cpu_seconds: 1.0,
+            cpu_s_per_million: 1e6 / events_per_s,
+            peak_rss_mib: 10.0,
+        }
+    }
+
     fn row(id: &str, events_per_s: Option<f64>) -> RowResult {
         RowResult {
             id: id.into(),
@@ -268,14 +329,8 @@ mod tests {
             } else {
                 "not run: no JS guest given".into()
             },
-            throughput: events_per_s.map(|e| Throughput {
-                seconds: 1.0,
-                events_per_s: e,
-                mb_per_s: 1.0,
-                cpu_seconds: 1.0,
-                cpu_s_per_million: 1e6 / e,
-                peak_rss_mib: 10.0,
-            }),
+            throughput: events_per_s.map(sample),
+            runs: events_per_s.map(sample).into_iter().collect(),
             freshness: None,
             freshness_note: None,
         }
@@ -312,6 +367,8 @@ mod tests {
                 max_age_ms: 1_000,
                 freshness_rate_per_s: 1000,
                 freshness_seconds: 20,
+                repeats: 3,
+                row_budget_seconds: 900,
             },
             ratios: ratios(&rows),
             rows,
@@ -332,9 +389,22 @@ mod tests {
     #[test]
     fn markdown_shows_every_row_and_says_why_one_did_not_run() {
         let md = markdown(&report());
-        assert!(md.contains("| 3 | rust-guest (detail) | ok | 100 | 1.0 | 10000.0 | 10 | – | – |"));
-        assert!(md.contains("| 4 | js-guest (detail) | not run: no JS guest given | – |"));
+        assert!(
+            md.contains("| 3 | rust-guest (detail) | ok | 100 | 1 | 1.0 | 10000.0 | 10 | – | – |")
+        );
+        assert!(md.contains("| 4 | js-guest (detail) | not run: no JS guest given | – | – |"));
         assert!(md.contains("| WASM cost | rust-guest / native | 0.500 | 2.000 |"));
+    }
+
+    #[test]
+    fn medians_take_each_figure_on_its_own() {
+        let runs = [sample(100.0), sample(300.0), sample(200.0)];
+        let m = median(&runs).unwrap();
+        assert_eq!(m.events_per_s, 200.0);
+        assert_eq!(m.cpu_s_per_million, 1e6 / 200.0);
+        assert_eq!(median(&runs[..2]).unwrap().events_per_s, 200.0);
+        assert!(median(&[]).is_none());
+        assert_eq!(spread(&runs), "3 (100–300)");
     }
 
     #[test]
