@@ -2,7 +2,7 @@
 //!
 //! A transform is a type implementing [`Transform`], exported with [`export_transform!`]:
 //!
-//! ```ignore
+//! ```no_run
 //! use wrt_sdk::{ChangeEvent, Config, OutputRecord, Transform, TransformError};
 //!
 //! struct Passthrough;
