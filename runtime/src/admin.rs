@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use crate::config::AdminConfig;
 use crate::telemetry::Telemetry;
 
 /// What the handlers share.
@@ -25,8 +26,28 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// Binds `config.listen`, then serves in the background until `stop` turns true; the
+    /// token comes from the variable `config.token-env` names.
+    pub async fn start(
+        config: &AdminConfig,
+        telemetry: Arc<Telemetry>,
+        check_now: Arc<Notify>,
+        stop: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let listener = TcpListener::bind(&config.listen).await?;
+        let server = Admin {
+            telemetry,
+            check_now,
+            token: std::env::var(&config.token_env)
+                .ok()
+                .filter(|t| !t.is_empty()),
+        };
+        tokio::spawn(server.serve(listener, stop));
+        Ok(())
+    }
+
     /// Serves on `listener` until `stop` turns true.
-    pub async fn serve(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    async fn serve(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
         let app = Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))

@@ -1,6 +1,7 @@
 //! The processes of rows 1 and 2, started by the harness as `cdc-bench raw|native`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,6 +9,7 @@ use indicatif::ProgressBar;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use tokio::sync::watch;
+use wrt::admin::Admin;
 use wrt::config::{PipelineConfig, SinkConfig, SourceConfig};
 use wrt::pipeline::{self, Options};
 use wrt::sink::s3::S3;
@@ -90,7 +92,7 @@ impl Native {
             .get("salt")
             .map_or(SALT, String::as_str);
         let transform = NativePiiMask::new(salt);
-        let telemetry = Telemetry::new(&config.name, transform.digest());
+        let telemetry = Arc::new(Telemetry::new(&config.name, transform.digest()));
         let mut current = Current::fixed(Box::new(transform));
         let runtime = tokio::runtime::Runtime::new()?;
         let summary = runtime.block_on(async {
@@ -102,6 +104,17 @@ impl Native {
                 term.recv().await;
                 let _ = stop.send(true);
             });
+            // The same metrics as `wrt run`: the harness reads where the time went.
+            if let Some(admin) = &config.admin {
+                Admin::start(
+                    admin,
+                    Arc::clone(&telemetry),
+                    Arc::default(),
+                    stopped.clone(),
+                )
+                .await
+                .with_context(|| format!("admin.listen {}", admin.listen))?;
+            }
             let sink = S3::new(s3).await;
             sink.check().await.context("the bench bucket")?;
             let mut source = Kafka::connect(kafka, &config.group_id(kafka), stopped)?;

@@ -116,6 +116,8 @@ struct RunArgs {
 const MAX_RECORDS: u64 = 5_000;
 const MAX_BYTES: u64 = 64 << 20;
 const MAX_AGE_MS: u64 = 1_000;
+/// Where rows 2–4 serve their metrics, read for the split of their time.
+const ADMIN: &str = "127.0.0.1:19464";
 const MINIO_USER: &str = "wrtminio";
 const MINIO_PASSWORD: &str = "wrtminio-secret";
 const REGION: &str = "us-east-1";
@@ -507,6 +509,9 @@ prefix = "{prefix}"
 region = "{REGION}"
 endpoint-url = "{endpoint}"
 force-path-style = true
+
+[admin]
+listen = "{ADMIN}"
 "#,
             row = self.row,
             brokers = self.args.brokers,
@@ -590,6 +595,10 @@ output:
         }
         let seconds = running.started.elapsed().as_secs_f64();
         let stats = measure::proc_stats(running.child.id(), self.ticks)?;
+        let split = match self.engine {
+            Engine::Native | Engine::Wasm(_) => Some(measure::time_split(ADMIN)?),
+            Engine::Raw | Engine::Peer(_) => None,
+        };
         running.stop()?;
         let events = topics.total() as f64;
         Ok(Throughput {
@@ -599,6 +608,8 @@ output:
             cpu_seconds: stats.cpu_seconds,
             cpu_s_per_million: stats.cpu_seconds / events * 1e6,
             peak_rss_mib: stats.peak_rss_bytes as f64 / f64::from(1 << 20),
+            transform_share: split.map(|s| s.transform_seconds / seconds),
+            write_share: split.map(|s| s.write_seconds / seconds),
         })
     }
 

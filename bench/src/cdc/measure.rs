@@ -50,6 +50,43 @@ pub fn clock_ticks() -> anyhow::Result<f64> {
     Ok(String::from_utf8(out.stdout)?.trim().parse()?)
 }
 
+/// Where a `wrt` row's time went, from its own metrics: inside transform calls, and writing
+/// closed windows (encoding, S3 round trips, the offset commit). The rest is Kafka, decoding
+/// and batching.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeSplit {
+    pub transform_seconds: f64,
+    pub write_seconds: f64,
+}
+
+pub fn time_split(admin: &str) -> anyhow::Result<TimeSplit> {
+    let text = ureq::get(format!("http://{admin}/metrics"))
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .with_context(|| format!("reading the row's metrics from {admin}"))?;
+    parse_split(&text)
+}
+
+fn parse_split(text: &str) -> anyhow::Result<TimeSplit> {
+    let sum = |name: &str| -> anyhow::Result<f64> {
+        let mut lines = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .peekable();
+        anyhow::ensure!(lines.peek().is_some(), "no {name} in the row's metrics");
+        lines
+            .map(|l| {
+                let value = l.rsplit(' ').next().unwrap_or_default();
+                value.parse::<f64>().with_context(|| format!("{name}: {l}"))
+            })
+            .sum()
+    };
+    Ok(TimeSplit {
+        transform_seconds: sum("wrt_transform_call_seconds_sum")?,
+        write_seconds: sum("wrt_flush_seconds_sum")?,
+    })
+}
+
 /// A row's process, its output going to `log`.
 pub struct Running {
     pub child: Child,
@@ -169,6 +206,23 @@ mod tests {
                 peak_rss_bytes: 2 << 20
             }
         );
+    }
+
+    #[test]
+    fn splits_time_from_the_metrics_wrt_serves() {
+        let telemetry = wrt::telemetry::Telemetry::new("bench", "abc");
+        let partition = |p| wrt::batch::TopicPartition {
+            topic: "t".into(),
+            partition: p,
+        };
+        telemetry.transform_call(256, Duration::from_millis(250));
+        telemetry.transform_call(256, Duration::from_millis(500));
+        telemetry.flushed(&partition(0), 10, Duration::from_secs(2));
+        telemetry.flushed(&partition(1), 10, Duration::from_secs(1));
+        let split = parse_split(&telemetry.encode()).unwrap();
+        assert!((split.transform_seconds - 0.75).abs() < 1e-9, "{split:?}");
+        assert!((split.write_seconds - 3.0).abs() < 1e-9, "{split:?}");
+        assert!(parse_split("# EOF\n").is_err());
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub struct Throughput {
     pub cpu_seconds: f64,
     pub cpu_s_per_million: f64,
     pub peak_rss_mib: f64,
+    /// Shares of `seconds` inside transform calls and writing windows (rows 2–4, from
+    /// their metrics).
+    pub transform_share: Option<f64>,
+    pub write_share: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -103,15 +107,9 @@ pub fn median(runs: &[Throughput]) -> Option<Throughput> {
     if runs.is_empty() {
         return None;
     }
-    let of = |figure: fn(&Throughput) -> f64| {
-        let mut values: Vec<f64> = runs.iter().map(figure).collect();
-        values.sort_by(f64::total_cmp);
-        let mid = values.len() / 2;
-        if values.len() % 2 == 1 {
-            values[mid]
-        } else {
-            (values[mid - 1] + values[mid]) / 2.0
-        }
+    let of = |figure: fn(&Throughput) -> f64| middle(runs.iter().map(figure).collect());
+    let maybe = |figure: fn(&Throughput) -> Option<f64>| {
+        Some(middle(runs.iter().filter_map(figure).collect())).filter(|v| !v.is_nan())
     };
     Some(Throughput {
         seconds: of(|t| t.seconds),
@@ -120,7 +118,20 @@ pub fn median(runs: &[Throughput]) -> Option<Throughput> {
         cpu_seconds: of(|t| t.cpu_seconds),
         cpu_s_per_million: of(|t| t.cpu_s_per_million),
         peak_rss_mib: of(|t| t.peak_rss_mib),
+        transform_share: maybe(|t| t.transform_share),
+        write_share: maybe(|t| t.write_share),
     })
+}
+
+/// The median of `values`, NaN for none.
+fn middle(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[mid],
+        _ => (values[mid - 1] + values[mid]) / 2.0,
+    }
 }
 
 /// The slowest and fastest run's events/s, when there was more than one.
@@ -222,6 +233,27 @@ pub fn markdown(report: &Report) -> String {
             fresh(f.map(|f| f.p99_ms)),
         );
     }
+    out += "\nWhere a wrt row's time went (medians, from its own metrics): inside transform calls, \
+            writing closed windows (encoding, S3 round trips, the offset commit), and the rest \
+            (Kafka, decoding, batching).\n\n\
+            | # | row | transform calls | window writes | rest |\n|---|---|---:|---:|---:|\n";
+    for (i, row) in report.rows.iter().enumerate() {
+        let Some((calls, writes)) = row
+            .throughput
+            .and_then(|t| t.transform_share.zip(t.write_share))
+        else {
+            continue;
+        };
+        let pct = |share: f64| format!("{:.0}%", share * 100.0);
+        out += &format!(
+            "| {} | {} | {} | {} | {} |\n",
+            i + 1,
+            row.name,
+            pct(calls),
+            pct(writes),
+            pct(1.0 - calls - writes)
+        );
+    }
     out += "\n| ratio | rows | events/s | CPU per event |\n|---|---|---:|---:|\n";
     for r in &report.ratios {
         out += &format!(
@@ -317,6 +349,8 @@ mod tests {
             cpu_seconds: 1.0,
             cpu_s_per_million: 1e6 / events_per_s,
             peak_rss_mib: 10.0,
+            transform_share: Some(0.25),
+            write_share: Some(0.5),
         }
     }
 
@@ -394,6 +428,8 @@ mod tests {
         );
         assert!(md.contains("| 4 | js-guest (detail) | not run: no JS guest given | – | – |"));
         assert!(md.contains("| WASM cost | rust-guest / native | 0.500 | 2.000 |"));
+        assert!(md.contains("| 3 | rust-guest (detail) | 25% | 50% | 25% |"));
+        assert!(!md.contains("| 4 | js-guest (detail) | 2"));
     }
 
     #[test]

@@ -265,7 +265,7 @@ impl Host<'_> {
             None => Current::fixed(Box::new(transform)),
         };
         if let Some(admin) = &config.admin {
-            let listener = tokio::net::TcpListener::bind(&admin.listen)
+            Admin::start(admin, Arc::clone(&telemetry), check_now, stopped.clone())
                 .await
                 .with_context(|| {
                     format!(
@@ -273,14 +273,6 @@ impl Host<'_> {
                         admin.listen
                     )
                 })?;
-            let server = Admin {
-                telemetry: Arc::clone(&telemetry),
-                check_now,
-                token: std::env::var(&admin.token_env)
-                    .ok()
-                    .filter(|t| !t.is_empty()),
-            };
-            tokio::spawn(server.serve(listener, stopped.clone()));
         }
 
         let summary = match &config.source {
