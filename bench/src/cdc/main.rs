@@ -249,15 +249,7 @@ fn run(mut args: RunArgs) -> anyhow::Result<()> {
             Ok(engine) => engine,
             Err(reason) => {
                 eprintln!("row {}: {reason}", row.id);
-                results.push(RowResult {
-                    id: row.id.into(),
-                    name: row.name.into(),
-                    status: reason,
-                    throughput: None,
-                    runs: Vec::new(),
-                    freshness: None,
-                    freshness_note: None,
-                });
+                results.push(RowResult::new(row.id, row.name, reason));
                 continue;
             }
         };
@@ -268,15 +260,7 @@ fn run(mut args: RunArgs) -> anyhow::Result<()> {
             engine: &engine,
             ticks,
         };
-        let mut result = RowResult {
-            id: row.id.into(),
-            name: row.name.into(),
-            status: "ok".into(),
-            throughput: None,
-            runs: Vec::new(),
-            freshness: None,
-            freshness_note: None,
-        };
+        let mut result = RowResult::new(row.id, row.name, "ok".into());
         let budget = Duration::from_secs(args.row_budget_seconds);
         let began = Instant::now();
         for run in 1..=args.repeats {
@@ -580,10 +564,10 @@ output:
         loop {
             std::thread::sleep(Duration::from_millis(100));
             running.check_alive(&log)?;
-            if commits.all_committed()? {
+            let now = commits.committed()?;
+            if now >= topics.total() {
                 break;
             }
-            let now = commits.committed()?;
             if now != committed {
                 (committed, moved) = (now, Instant::now());
             }

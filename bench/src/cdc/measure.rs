@@ -143,7 +143,6 @@ impl Running {
 pub struct Commits {
     consumer: BaseConsumer,
     partitions: rdkafka::TopicPartitionList,
-    expected: i64,
 }
 
 impl Commits {
@@ -156,7 +155,6 @@ impl Commits {
         Ok(Commits {
             consumer,
             partitions: topics.partition_list(),
-            expected: topics.total(),
         })
     }
 
@@ -173,10 +171,6 @@ impl Commits {
                 _ => 0,
             })
             .sum())
-    }
-
-    pub fn all_committed(&self) -> anyhow::Result<bool> {
-        Ok(self.committed()? >= self.expected)
     }
 
     /// Whether the group has a member with partitions (it has joined and will read).

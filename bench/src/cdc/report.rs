@@ -68,6 +68,21 @@ pub struct RowResult {
     pub freshness_note: Option<String>,
 }
 
+impl RowResult {
+    /// A row with no figures yet.
+    pub fn new(id: &str, name: &str, status: String) -> Self {
+        RowResult {
+            id: id.into(),
+            name: name.into(),
+            status,
+            throughput: None,
+            runs: Vec::new(),
+            freshness: None,
+            freshness_note: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Throughput {
     /// From process start until the group's committed offsets cover every record.
