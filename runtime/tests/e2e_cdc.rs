@@ -188,14 +188,14 @@ async fn sigkill_while_uploading_loses_and_doubles_nothing() {
         let wrt = Wrt::start(&setup.config, &log(attempt));
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline
-            && objects(&setup.s3, &setup.names.bucket, "_wrt/windows/")
+            && keys(&setup.s3, &setup.names.bucket, "_wrt/windows/")
                 .await
                 .is_empty()
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         wrt.kill();
-        if !objects(&setup.s3, &setup.names.bucket, "_wrt/windows/")
+        if !keys(&setup.s3, &setup.names.bucket, "_wrt/windows/")
             .await
             .is_empty()
         {

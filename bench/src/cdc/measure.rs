@@ -139,6 +139,16 @@ impl Running {
     }
 }
 
+/// A row that fails leaves no process behind to skew the rows after it.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Watches a consumer group's committed offsets.
 pub struct Commits {
     consumer: BaseConsumer,

@@ -357,6 +357,7 @@ impl Wrt {
         }
     }
 
+    /// SIGKILL, and reap the process.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -386,9 +387,27 @@ impl Wrt {
     }
 }
 
-/// Every object under `prefix`: key → its lines, in key order.
-pub async fn objects(s3: &Client, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
+/// A test that fails (panics) while its host runs must not leave the process behind to eat
+/// CPU beside the next tests: whatever ends the handle ends the process. After `kill` or
+/// `stop` the process is already reaped and this does nothing.
+impl Drop for Wrt {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Window markers (`_wrt/windows/…`) are deleted right after their window commits: a key
+/// listed a moment ago may be gone when it is read. Every other object is permanent.
+fn is_transient(key: &str) -> bool {
+    key.starts_with("_wrt/windows/")
+}
+
+/// The keys under `prefix`, in key order, without reading a body: for "is anything there?".
+pub async fn keys(s3: &Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
     let mut pages = s3
         .list_objects_v2()
         .bucket(bucket)
@@ -396,30 +415,43 @@ pub async fn objects(s3: &Client, bucket: &str, prefix: &str) -> BTreeMap<String
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        for object in page.unwrap().contents() {
-            let key = object.key().unwrap().to_string();
-            let body = s3
-                .get_object()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes();
-            let mut text = String::new();
-            if key.ends_with(".gz") {
-                flate2::read::GzDecoder::new(&body[..])
-                    .read_to_string(&mut text)
-                    .unwrap();
-            } else {
-                text = String::from_utf8_lossy(&body).into_owned();
+        out.extend(
+            page.unwrap()
+                .contents()
+                .iter()
+                .map(|object| object.key().unwrap().to_string()),
+        );
+    }
+    out
+}
+
+/// Every object under `prefix`: key → its lines, in key order. A window marker deleted
+/// between the listing and its read was committed meanwhile, and counts as absent; any other
+/// object that cannot be read fails the test.
+pub async fn objects(s3: &Client, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for key in keys(s3, bucket, prefix).await {
+        let response = match s3.get_object().bucket(bucket).key(&key).send().await {
+            Ok(response) => response,
+            Err(e)
+                if is_transient(&key)
+                    && e.as_service_error()
+                        .is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) =>
+            {
+                continue;
             }
-            out.insert(key, text.lines().map(String::from).collect());
+            Err(e) => panic!("reading {key} from {bucket}: {e:?}"),
+        };
+        let body = response.body.collect().await.unwrap().into_bytes();
+        let mut text = String::new();
+        if key.ends_with(".gz") {
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_string(&mut text)
+                .unwrap();
+        } else {
+            text = String::from_utf8_lossy(&body).into_owned();
         }
+        out.insert(key, text.lines().map(String::from).collect());
     }
     out
 }
