@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use wrt::decode::{self, Decoded};
 use wrt::event::ChangeEvent;
-use wrt::transform::Transform;
-use wrt::transform::sandbox::{Limits, Sandbox, TransformConfig};
+use wrt::pipeline::decode::{self, Decoded};
+use wrt::pipeline::transform::Transform;
+use wrt::pipeline::transform::sandbox::{Limits, Sandbox, TransformConfig};
 
 fn change_events(n: usize) -> Vec<ChangeEvent> {
     wrt::sample::sample_records()

@@ -2,19 +2,20 @@
 //! transform as a sandboxed Rust guest and as plain Rust in the host, side by side in one
 //! run, alternating, reporting medians and the ratio (the cost of the sandbox).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use indicatif::ProgressBar;
-use wrt::batch::Rotation;
-use wrt::decode::KafkaRecord;
+use wrt::model::KafkaRecord;
+use wrt::pipeline::batch::Rotation;
+use wrt::pipeline::sink::LocalDir;
+use wrt::pipeline::source::MemorySource;
+use wrt::pipeline::transform::sandbox::{Limits, Sandbox, TransformConfig};
+use wrt::pipeline::transform::{Current, Transform};
 use wrt::pipeline::{self, Options, Summary};
-use wrt::sink::LocalDir;
-use wrt::source::MemorySource;
 use wrt::telemetry::Telemetry;
-use wrt::transform::sandbox::{Limits, Sandbox, TransformConfig};
-use wrt::transform::{Current, Transform};
 
 use wrt_bench::SALT;
 use wrt_bench::native_pii::NativePiiMask;
@@ -129,15 +130,15 @@ fn run_into_tempdir(
     let dir = tempfile::tempdir()?;
     let mut source = MemorySource::new(records.to_vec());
     let sink = LocalDir::new(dir.path());
-    let telemetry = Telemetry::new("bench", transform.digest());
-    let mut current = Current::fixed(transform);
-    // Multi-threaded, as in `wrt run`: the pipeline calls the transform in place.
+    let telemetry = Arc::new(Telemetry::new("bench", transform.digest()));
+    let current = Current::fixed(transform);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .enable_all()
         .build()?;
     let summary = runtime.block_on(pipeline::run(
         &mut source,
-        &mut current,
+        current,
         &sink,
         options,
         &telemetry,

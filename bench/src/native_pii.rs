@@ -4,8 +4,9 @@
 
 use sha2::{Digest, Sha256};
 use wrt::event::{ChangeEvent, Column, Operation, Outcome, OutputRecord, TransformError, Value};
-use wrt::transform::{BatchFailure, Transform};
+use wrt::pipeline::transform::{BatchFailure, InstanceError, Transform};
 
+#[derive(Clone)]
 pub struct NativePiiMask {
     salt: String,
     hash: Vec<String>,
@@ -116,5 +117,9 @@ impl Transform for NativePiiMask {
 
     fn process(&mut self, events: &[ChangeEvent]) -> Result<Vec<Outcome>, BatchFailure> {
         Ok(events.iter().map(|e| self.one(e)).collect())
+    }
+
+    fn another(&self) -> Result<Box<dyn Transform>, InstanceError> {
+        Ok(Box::new(self.clone()))
     }
 }

@@ -12,7 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::PartitionTemplate;
+use crate::pipeline::batch::PartitionTemplate;
 
 /// A whole pipeline: source → transform → batch → sink.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -27,6 +27,9 @@ pub struct PipelineConfig {
     /// How outputs are batched into objects.
     #[serde(default)]
     pub batch: BatchConfig,
+    /// How the work is spread over threads and concurrent writes.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
     /// Where objects go.
     pub sink: SinkConfig,
     /// Run the version deployed with `wrt deploy`, and switch as new ones are deployed.
@@ -197,6 +200,36 @@ impl Default for BatchConfig {
     }
 }
 
+/// How the work is spread over threads and concurrent writes.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct PipelineSection {
+    /// Threads that decode and transform, each with its own transform instance; the
+    /// partitions this host owns are spread over them. Unset: one per core.
+    pub lanes: Option<usize>,
+    /// Closed windows being written at once, in the background, while the lanes go on;
+    /// when all are busy the lanes wait, which bounds memory when the store is slow.
+    pub writers: usize,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection {
+            lanes: None,
+            writers: 4,
+        }
+    }
+}
+
+impl PipelineSection {
+    /// The lanes to run: as set, or one per core.
+    pub fn lanes(&self) -> usize {
+        self.lanes.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
 /// Where objects go.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -269,11 +302,12 @@ pub enum LoadError {
 }
 
 /// The top-level sections an environment variable may override.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "name",
     "source",
     "transform",
     "batch",
+    "pipeline",
     "sink",
     "registry",
     "admin",
@@ -380,6 +414,18 @@ impl PipelineConfig {
                 "e.g. `partition-template = \"dt={yyyy}-{MM}-{dd}/hr={HH}\"`",
             );
         }
+        check(
+            self.pipeline.lanes != Some(0),
+            "pipeline.lanes",
+            "is 0".into(),
+            "use 1 or more, or leave it unset for one lane per core",
+        );
+        check(
+            self.pipeline.writers > 0,
+            "pipeline.writers",
+            "is 0".into(),
+            "use 1 or more (the default is 4)",
+        );
         if let SinkConfig::S3(s3) = &self.sink {
             check(
                 valid_bucket_name(&s3.bucket),

@@ -69,26 +69,63 @@ impl Timestamp {
 /// A value as JSON for the data lake: decimals as exact strings, bytes as base64, dates and
 /// times as ISO-8601 text, JSON documents inline.
 pub fn value_to_json(value: &Value) -> serde_json::Value {
-    use base64::Engine as _;
-    use serde_json::Value as J;
-    match value {
-        Value::Null => J::Null,
-        Value::Boolean(b) => J::Bool(*b),
-        Value::Int(i) => J::from(*i),
-        Value::Float(f) => {
-            serde_json::Number::from_f64(*f).map_or_else(|| J::String(f.to_string()), J::Number)
+    serde_json::to_value(LakeValue(value)).expect("a lake value always converts")
+}
+
+/// [`value_to_json`]'s rendering, written straight to a serializer with no JSON tree.
+pub struct LakeValue<'a>(pub &'a Value);
+
+impl serde::Serialize for LakeValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Boolean(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) if f.is_finite() => s.serialize_f64(*f),
+            Value::Float(f) => s.serialize_str(&f.to_string()),
+            Value::Decimal(d) | Value::Text(d) => s.serialize_str(d),
+            Value::Bytes(b) => {
+                s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            // A document that does not parse is kept as text rather than lost.
+            Value::Json(doc) => match serde_json::from_str::<serde_json::Value>(doc) {
+                Ok(parsed) => parsed.serialize(s),
+                Err(_) => s.serialize_str(doc),
+            },
+            Value::Date(days) => s.serialize_str(
+                &chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+                    .and_then(|epoch| {
+                        epoch.checked_add_signed(chrono::TimeDelta::days((*days).into()))
+                    })
+                    .map_or_else(|| format!("{days}d"), |d| d.to_string()),
+            ),
+            Value::Time(nanos) => s.serialize_str(&time_of_day(*nanos)),
+            Value::Timestamp(ts) => s.serialize_str(&ts.to_rfc3339()),
         }
-        Value::Decimal(d) | Value::Text(d) => J::String(d.clone()),
-        Value::Bytes(b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
-        // A document that does not parse is kept as text rather than lost.
-        Value::Json(doc) => serde_json::from_str(doc).unwrap_or_else(|_| J::String(doc.clone())),
-        Value::Date(days) => J::String(
-            chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
-                .and_then(|epoch| epoch.checked_add_signed(chrono::TimeDelta::days((*days).into())))
-                .map_or_else(|| format!("{days}d"), |d| d.to_string()),
-        ),
-        Value::Time(nanos) => J::String(time_of_day(*nanos)),
-        Value::Timestamp(ts) => J::String(ts.to_rfc3339()),
+    }
+}
+
+/// A row as [`row_to_json`] renders it, written straight to a serializer.
+pub struct LakeRow<'a>(pub &'a Row);
+
+impl serde::Serialize for LakeRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let row = self.0;
+        // A JSON object holds a name once: the last value wins, in the first one's place.
+        let repeated = row
+            .iter()
+            .enumerate()
+            .any(|(i, c)| row[..i].iter().any(|earlier| earlier.name == c.name));
+        if repeated {
+            return row_to_json(row).serialize(s);
+        }
+        let mut map = s.serialize_map(Some(row.len()))?;
+        for column in row {
+            map.serialize_entry(&column.name, &LakeValue(&column.value))?;
+        }
+        map.end()
     }
 }
 
@@ -152,6 +189,40 @@ mod tests {
         ];
         for (value, expected) in cases {
             assert_eq!(value_to_json(&value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn rows_written_directly_match_the_json_tree() {
+        let column = |name: &str, value| Column {
+            name: name.into(),
+            value,
+        };
+        let rows = [
+            vec![
+                column("id", Value::Int(7)),
+                column("f", Value::Float(f64::NEG_INFINITY)),
+                column("x", Value::Float(0.1)),
+                column("doc", Value::Json(r#"{ "b": 1, "a": [true] }"#.into())),
+                column("zoë", Value::Text("\u{1F642} \"q\"\n".into())),
+                column("d", Value::Date(-1)),
+            ],
+            // A name given twice: the later value, in the first place.
+            vec![
+                column("a", Value::Int(1)),
+                column("b", Value::Null),
+                column("a", Value::Int(2)),
+            ],
+            vec![],
+        ];
+        for row in rows {
+            let tree = serde_json::to_vec(&row_to_json(&row)).unwrap();
+            assert_eq!(
+                serde_json::to_vec(&LakeRow(&row)).unwrap(),
+                tree,
+                "{}",
+                String::from_utf8_lossy(&tree)
+            );
         }
     }
 

@@ -1,43 +1,73 @@
 //! The data path, top to bottom:
 //!
-//! 1. **source** ([`crate::source`]): poll a batch of Kafka records;
-//! 2. **decode** ([`crate::decode`]): Debezium envelope → typed change event, or a dead letter;
-//! 3. **transform** ([`crate::transform`]): one guest call for the whole batch;
-//! 4. **batch** ([`crate::batch`]): route outputs into per-partition windows;
-//! 5. **encode** ([`crate::encode`]): a closed window → gzipped JSON Lines objects;
-//! 6. **sink** ([`crate::sink`]): each object durable;
-//! 7. **ack**: only then commit the window's offsets.
+//! 1. **source** ([`source`]): the main task polls a batch of Kafka records and hands each
+//!    partition's records, in order, to the lane that owns the partition;
+//! 2. **decode** ([`decode`]): in the lane, Debezium envelope → typed change event, or a
+//!    dead letter;
+//! 3. **transform** ([`transform`]): one guest call per batch, on the lane's own instance;
+//! 4. **encode** ([`encode`]): each output row straight into its object's gzip stream;
+//! 5. **batch** ([`batch`]): rows routed into per-partition windows, closed by count, size
+//!    or age;
+//! 6. **sink** ([`sink`]): a closed window goes to a bounded pool of background writers
+//!    that make its marker and objects durable while the lanes go on consuming;
+//! 7. **commit** ([`commit`]): back in the main task, a partition's offset is committed once
+//!    its windows are durable in order, then their markers are removed.
 //!
-//! Between batches, a newer transform version (from [`crate::transform::watch`]) replaces the
-//! running one once the open windows are written, so no object mixes versions.
+//! Lanes are threads, one per core by default, each with its own transform instance, so
+//! decoding and transforming use every core; a partition stays on one lane while this host
+//! owns it, which keeps its order. When the writers fall behind, the lanes wait for a free
+//! writer and the main task for a free lane: memory stays bounded.
+//!
+//! A newer transform version (from [`crate::registry::watch`]) reaches every lane, which
+//! switches at its next batch boundary once its open windows are handed to the writers, so
+//! no object mixes versions.
 
+pub mod batch;
+pub mod commit;
+pub mod decode;
+pub mod encode;
+pub mod sink;
+pub mod source;
+pub mod transform;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use serde::Serialize;
+use tokio::runtime::Handle;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 
-use crate::batch::{Batcher, Marker, PartitionTemplate, Rotation, TopicPartition, Window};
-use crate::config::BatchConfig;
-use crate::decode::{self, Decoded, KafkaRecord, SchemaChange};
-use crate::encode::{Object, Reason};
+use crate::config::{BatchConfig, PipelineSection};
 use crate::event::{Column, OutputRecord, Timestamp, Value};
-use crate::sink::{Sink, SinkError};
-use crate::source::{Source, SourceError};
+use crate::model::{KafkaRecord, Reason, TopicPartition};
 use crate::telemetry::Telemetry;
-use crate::transform::{Current, Transform};
+use batch::{Batcher, PartitionTemplate, Rotation, Window};
+use commit::{Committer, Sealed, Written};
+use decode::{Decoded, SchemaChange};
+use sink::{Sink, SinkError};
+use source::{Source, SourceError};
+use transform::{Current, InstanceError, Transform};
 
 /// Where schema-change events land, as rows, beside the tables.
 pub const SCHEMA_CHANGES: &str = "_schema_changes";
 
-/// How the pipeline batches.
+/// How the pipeline batches and spreads its work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// Records per poll, and so events per transform call.
+    /// Records per poll, and so at most that many events per transform call.
     pub batch_size: usize,
     pub rotation: Rotation,
     pub template: PartitionTemplate,
     /// Stop once no record has arrived for this long and every window is written.
     pub stop_when_idle: Option<Duration>,
+    /// Threads that decode and transform, each with its own transform instance.
+    pub lanes: usize,
+    /// Windows being written at once.
+    pub writers: usize,
 }
 
 impl Default for Options {
@@ -47,13 +77,15 @@ impl Default for Options {
             rotation: Rotation::default(),
             template: PartitionTemplate::default(),
             stop_when_idle: None,
+            lanes: PipelineSection::default().lanes(),
+            writers: PipelineSection::default().writers,
         }
     }
 }
 
 impl Options {
-    /// The options a `pipeline.toml` `[batch]` section describes.
-    pub fn from_config(batch: &BatchConfig) -> Result<Options, String> {
+    /// The options a `pipeline.toml`'s `[batch]` and `[pipeline]` sections describe.
+    pub fn from_config(batch: &BatchConfig, pipeline: &PipelineSection) -> Result<Options, String> {
         Ok(Options {
             batch_size: batch.batch_size,
             rotation: Rotation {
@@ -63,6 +95,8 @@ impl Options {
             },
             template: PartitionTemplate::parse(&batch.partition_template)?,
             stop_when_idle: None,
+            lanes: pipeline.lanes(),
+            writers: pipeline.writers,
         })
     }
 }
@@ -90,6 +124,8 @@ pub struct Summary {
     pub swaps: u64,
     pub objects: u64,
     pub bytes_written: u64,
+    /// The transform version running at the end.
+    pub transform: String,
     #[serde(serialize_with = "seconds")]
     pub elapsed: Duration,
 }
@@ -103,6 +139,18 @@ impl Summary {
     pub fn throughput(&self) -> f64 {
         self.records_in as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Adds what a lane counted.
+    fn add_lane(&mut self, lane: &Summary) {
+        self.records_in += lane.records_in;
+        self.change_events += lane.change_events;
+        self.records_out += lane.records_out;
+        self.dead_letters += lane.dead_letters;
+        self.tombstones += lane.tombstones;
+        self.heartbeats += lane.heartbeats;
+        self.schema_changes += lane.schema_changes;
+        self.failed_calls += lane.failed_calls;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +161,10 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error("encoding an object: {0}")]
     Encode(#[from] std::io::Error),
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
+    #[error("lane {0} stopped unexpectedly")]
+    LaneGone(usize),
 }
 
 /// What the decode and transform stages made of one source record.
@@ -128,223 +180,595 @@ pub enum Emit {
 }
 
 /// Runs the pipeline until the source ends (or, with `stop_when_idle`, goes quiet).
-pub async fn run<S: Source, K: Sink>(
+pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
     source: &mut S,
-    current: &mut Current,
+    current: Current,
     sink: &K,
     options: &Options,
-    telemetry: &Telemetry,
+    telemetry: &Arc<Telemetry>,
     progress: &ProgressBar,
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
-    let mut batcher = Batcher::new(
-        options.rotation,
-        options.template.clone(),
-        current.transform.digest(),
-    );
-    let mut summary = Summary::default();
+    let Current {
+        transform,
+        mut versions,
+    } = current;
+    let mut digest = transform.digest().to_string();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let shared = Shared {
+        sink: sink.clone(),
+        events: events_tx,
+        writers: Arc::new(Semaphore::new(options.writers.max(1))),
+        dispatched: Arc::new(AtomicU64::new(0)),
+        telemetry: Arc::clone(telemetry),
+        handle: Handle::current(),
+    };
+    let mut lanes = start_lanes(transform, options, &shared)?;
+    let mut router = Router::new(lanes.len());
+    let mut state = MainState {
+        committer: Committer::default(),
+        deletes: JoinSet::new(),
+        summary: Summary::default(),
+        switching: None,
+        written: 0,
+    };
     let mut last_record = Instant::now();
-    let mut newer: Option<Box<dyn Transform>> = None;
 
     loop {
-        // A batch boundary: switch to a newer version if one is ready, unless a replayed
-        // window is open (it must end where its marker says, under the version that began it).
-        newer = newer.or_else(|| current.newer());
-        if newer.is_some() && !batcher.replaying() {
-            let next = newer.take().expect("checked above");
-            switch(
-                current,
-                next,
-                &mut batcher,
-                sink,
-                source,
-                telemetry,
-                &mut summary,
-            )
-            .await?;
+        // A newer version goes to every lane, one instance each; each switches at its own
+        // next batch boundary. One switch at a time.
+        if state.switching.is_none()
+            && let Some(next) = versions.ready()
+        {
+            let to = next.digest().to_string();
+            let instances = tokio::task::block_in_place(|| instances(next, lanes.len()))?;
+            for (lane, instance) in lanes.iter().zip(instances) {
+                lane.send(LaneInput::Switch(instance)).await?;
+            }
+            state.switching = Some(Switching {
+                from: std::mem::replace(&mut digest, to.clone()),
+                to,
+                lanes: lanes.len(),
+                pause: Duration::ZERO,
+            });
         }
+
         let Some(records) = source.poll(options.batch_size).await? else {
             break;
         };
         for revoked in source.revoked() {
-            batcher.abandon(&revoked);
+            if let Some(lane) = router.revoke(&revoked) {
+                state.committer.revoked(&revoked);
+                lanes[lane].send(LaneInput::Revoke(revoked)).await?;
+            }
         }
         telemetry.owned(source.owned());
-        telemetry.records_in(records.len());
 
-        // Decode and transform: CPU-bound and this task's only work, so it runs in place,
-        // outside the async context: a guest's blocking WASI calls (a Go runtime's `poll`)
-        // drive their own futures, which must not run inside this runtime's.
-        let transform = current.transform.as_mut();
-        let transformed = tokio::task::block_in_place(|| transform_records(&records, transform));
-        summary.change_events += transformed.change_events;
-        summary.failed_calls += u64::from(transformed.failed_call);
-        if let Some(took) = transformed.call_time {
-            telemetry.transform_call(transformed.change_events as usize, took);
-        }
-
-        // Batch, in offset order, so windows close at the same records on every replay.
-        let mut closed = Vec::new();
-        for (record, emits) in records.iter().zip(transformed.emitted) {
-            summary.records_in += 1;
-            closed.extend(batcher.close_before(record));
-            if batcher.needs_marker(record) {
-                let end = replay_end(sink, &batcher, record).await?;
-                batcher.open(record, end);
+        // Each partition's records, in order, to the lane that owns it.
+        let count = records.len();
+        let mut batches: Vec<LaneBatch> = (0..lanes.len()).map(|_| LaneBatch::default()).collect();
+        for record in records {
+            let (lane, assigned) = router.lane(&record);
+            if let Some((source, generation)) = assigned {
+                state.committer.assigned(source.clone(), generation);
+                batches[lane].assigned.push((source, generation));
             }
-            for emit in emits {
-                match emit {
-                    Emit::Output(output, time) => {
-                        summary.records_out += 1;
-                        telemetry.output(&output.destination);
-                        batcher.add_output(record, &output, time);
-                    }
-                    Emit::SchemaChange(output, time) => {
-                        summary.schema_changes += 1;
-                        summary.records_out += 1;
-                        telemetry.output(&output.destination);
-                        batcher.add_output(record, &output, time);
-                    }
-                    Emit::DeadLetter(reason) => {
-                        summary.dead_letters += 1;
-                        telemetry.dead_letter();
-                        batcher.add_dead_letter(record, &reason);
-                    }
-                    Emit::Tombstone => summary.tombstones += 1,
-                    Emit::Heartbeat => summary.heartbeats += 1,
-                }
+            batches[lane].records.push(record);
+        }
+        for (lane, batch) in lanes.iter().zip(batches) {
+            if batch.records.is_empty() {
+                lane.tick();
+            } else {
+                lane.send(LaneInput::Records(batch)).await?;
             }
-            closed.extend(batcher.consumed(record));
         }
-        closed.extend(batcher.close_expired());
+        progress.inc(count as u64);
 
-        // Encode, write, and commit what is durable.
-        for window in closed {
-            write_window(&batcher, window, sink, source, telemetry, &mut summary).await?;
+        // What the writers finished, then the commits it allows.
+        while let Ok(event) = events.try_recv() {
+            state.handle(event, telemetry, &mut digest)?;
         }
-        progress.inc(records.len() as u64);
+        state.commit(source, sink, telemetry).await?;
 
-        if !records.is_empty() {
+        if count > 0 {
             last_record = Instant::now();
-        } else if options
-            .stop_when_idle
-            .is_some_and(|idle| batcher.is_idle() && last_record.elapsed() >= idle)
-        {
+        } else if options.stop_when_idle.is_some_and(|idle| {
+            last_record.elapsed() >= idle
+                && lanes.iter().all(Lane::is_idle)
+                && state.written == shared.dispatched.load(Ordering::Acquire)
+        }) {
             break;
         }
     }
 
-    for window in batcher.close_all() {
-        write_window(&batcher, window, sink, source, telemetry, &mut summary).await?;
+    // Every lane writes what it holds; then wait for the writers and commit the rest.
+    let mut lane_summaries = Vec::with_capacity(lanes.len());
+    for lane in lanes.drain(..) {
+        lane_summaries.push(tokio::task::block_in_place(|| lane.finish()));
     }
+    let dispatched = shared.dispatched.load(Ordering::Acquire);
+    while state.written < dispatched {
+        let event = events
+            .recv()
+            .await
+            .expect("the writers report every window");
+        state.handle(event, telemetry, &mut digest)?;
+    }
+    state.commit(source, sink, telemetry).await?;
+    while let Some(deleted) = state.deletes.join_next().await {
+        if let Ok(Err(e)) = deleted {
+            // The offset is committed, so no replay reads this marker again.
+            tracing::warn!("a window marker was not removed: {e}");
+        }
+    }
+
+    let mut summary = state.summary;
+    for lane in &lane_summaries {
+        summary.add_lane(lane);
+    }
+    summary.transform = digest;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
-/// Writes every open window under the running version, then runs `next`: the pause the
-/// switch costs is those writes.
-async fn switch<S: Source, K: Sink>(
-    current: &mut Current,
-    next: Box<dyn Transform>,
-    batcher: &mut Batcher,
-    sink: &K,
-    source: &mut S,
-    telemetry: &Telemetry,
-    summary: &mut Summary,
-) -> Result<(), PipelineError> {
-    let paused = Instant::now();
-    for window in batcher.close_all() {
-        write_window(batcher, window, sink, source, telemetry, summary).await?;
-    }
-    let previous = std::mem::replace(&mut current.transform, next);
-    batcher.switch(current.transform.digest());
-    let pause = paused.elapsed();
-    summary.swaps += 1;
-    telemetry.swapped(previous.digest(), current.transform.digest(), pause);
-    tracing::info!(from = %previous.digest(), to = %current.transform.digest(),
-        pause_ms = pause.as_secs_f64() * 1000.0, "switched transform version");
-    Ok(())
+/// What every lane and writer shares.
+#[derive(Clone)]
+struct Shared<K> {
+    sink: K,
+    /// Written windows (from the writers) and lane events, to the main task.
+    events: mpsc::UnboundedSender<Event>,
+    writers: Arc<Semaphore>,
+    /// Windows handed to the writers so far.
+    dispatched: Arc<AtomicU64>,
+    telemetry: Arc<Telemetry>,
+    handle: Handle,
 }
 
-/// The end recorded by a marker at `record`'s offset: a window that was being written when
-/// the last owner stopped. A marker left by another transform version belongs to objects
-/// this version would not overwrite, so they are deleted and the range written afresh.
-async fn replay_end<K: Sink>(
-    sink: &K,
-    batcher: &Batcher,
-    record: &KafkaRecord,
-) -> Result<Option<i64>, PipelineError> {
-    let source = TopicPartition {
-        topic: record.topic.clone(),
-        partition: record.partition,
-    };
-    let Some(bytes) = sink.get(&Marker::key(&source, record.offset)).await? else {
-        return Ok(None);
-    };
-    match serde_json::from_slice::<Marker>(&bytes) {
-        Ok(marker) if marker.transform == batcher.digest() => Ok(Some(marker.next_offset)),
-        Ok(marker) => {
-            tracing::info!(topic = %source.topic, partition = source.partition,
-                offset = record.offset, "replacing a partial window of another transform version");
-            for key in &marker.objects {
-                sink.delete(key).await?;
+/// What the main task hears about.
+enum Event {
+    Written(Written),
+    /// A lane switched to the version it was sent, after standing still this long.
+    Switched(Duration),
+    Failed(PipelineError),
+}
+
+/// The main task's side of the run: commits in order, marker removals, what it counted.
+struct MainState {
+    committer: Committer,
+    deletes: JoinSet<Result<(), SinkError>>,
+    summary: Summary,
+    switching: Option<Switching>,
+    /// Windows the writers reported back.
+    written: u64,
+}
+
+/// A switch under way: lanes that have not switched yet, and the longest pause so far.
+struct Switching {
+    from: String,
+    to: String,
+    lanes: usize,
+    pause: Duration,
+}
+
+impl MainState {
+    fn handle(
+        &mut self,
+        event: Event,
+        telemetry: &Telemetry,
+        digest: &mut String,
+    ) -> Result<(), PipelineError> {
+        match event {
+            Event::Written(written) => {
+                self.written += 1;
+                for &(took, ok) in &written.uploads {
+                    telemetry.upload(took, ok);
+                }
+                telemetry.window_written(written.took);
+                self.summary.objects += written.objects;
+                self.summary.bytes_written += written.bytes;
+                let written = match written.result {
+                    Err(e) => return Err(e.into()),
+                    Ok(()) => written,
+                };
+                if let Some(stale) = self.committer.written(written) {
+                    tracing::debug!(topic = %stale.source.topic, partition = stale.source.partition,
+                        "a window of a revoked partition was written; its marker stays for the next owner");
+                }
             }
-            Ok(None)
+            Event::Switched(pause) => {
+                let switching = self.switching.as_mut().expect("lanes switch when told");
+                switching.lanes -= 1;
+                switching.pause = switching.pause.max(pause);
+                if switching.lanes == 0 {
+                    let done = self.switching.take().expect("checked above");
+                    self.summary.swaps += 1;
+                    telemetry.swapped(&done.from, &done.to, done.pause);
+                    tracing::info!(from = %done.from, to = %done.to,
+                        pause_ms = done.pause.as_secs_f64() * 1000.0, "switched transform version");
+                    debug_assert_eq!(*digest, done.to);
+                }
+            }
+            Event::Failed(e) => return Err(e),
         }
-        Err(e) => {
-            tracing::warn!(topic = %source.topic, partition = source.partition,
-                "ignoring an unreadable window marker: {e}");
-            Ok(None)
+        Ok(())
+    }
+
+    /// Commits every partition whose windows are durable in order, in one request, then
+    /// removes their markers in the background.
+    async fn commit<S: Source, K: Sink + Clone + Send + Sync + 'static>(
+        &mut self,
+        source: &mut S,
+        sink: &K,
+        telemetry: &Telemetry,
+    ) -> Result<(), PipelineError> {
+        let ready = self.committer.ready();
+        if ready.is_empty() {
+            return Ok(());
         }
+        let offsets: Vec<(TopicPartition, i64)> = ready
+            .iter()
+            .map(|c| (c.source.clone(), c.next_offset))
+            .collect();
+        // A commit the broker refused (the partition moved) keeps the markers: the next
+        // owner replays those windows exactly.
+        let committed = source.commit(&offsets).await?;
+        for commit in &ready {
+            telemetry.committed(&commit.source, commit.next_offset);
+            if committed {
+                for marker in commit.markers() {
+                    let (sink, marker) = (sink.clone(), marker.to_string());
+                    self.deletes
+                        .spawn(async move { sink.delete(&marker).await });
+                }
+            }
+        }
+        while let Some(deleted) = self.deletes.try_join_next() {
+            if let Ok(Err(e)) = deleted {
+                tracing::warn!("a window marker was not removed: {e}");
+            }
+        }
+        Ok(())
     }
 }
 
-/// Writes a closed window: its marker, every object, then the offset commit, then the
-/// marker's removal. A crash anywhere before the commit replays the same window.
-async fn write_window<S: Source, K: Sink>(
-    batcher: &Batcher,
-    window: Window,
-    sink: &K,
-    source: &mut S,
-    telemetry: &Telemetry,
-    summary: &mut Summary,
-) -> Result<(), PipelineError> {
-    let started = Instant::now();
-    let (partition, first_offset, next_offset) = (
-        window.source.clone(),
-        window.first_offset,
-        window.next_offset,
-    );
-    let objects = batcher.objects(window)?;
-    let marker_key = Marker::key(&partition, first_offset);
-    if !objects.is_empty() {
-        let marker = Marker {
-            next_offset,
-            transform: batcher.digest().to_string(),
-            objects: objects.iter().map(|o| o.key.clone()).collect(),
+/// Which lane owns each partition this host reads, and under which generation: a partition
+/// goes to the least loaded lane when first seen, and stays there until revoked.
+struct Router {
+    owners: HashMap<TopicPartition, usize>,
+    load: Vec<usize>,
+    generations: u64,
+    /// The last record's partition and lane: a poll returns runs of one partition.
+    last: Option<(TopicPartition, usize)>,
+}
+
+impl Router {
+    fn new(lanes: usize) -> Self {
+        Router {
+            owners: HashMap::new(),
+            load: vec![0; lanes],
+            generations: 0,
+            last: None,
+        }
+    }
+
+    /// The lane of `record`'s partition, and the partition with its new generation if it
+    /// was not owned until now.
+    fn lane(&mut self, record: &KafkaRecord) -> (usize, Option<(TopicPartition, u64)>) {
+        if let Some((last, lane)) = &self.last
+            && last.partition == record.partition
+            && last.topic == record.topic
+        {
+            return (*lane, None);
+        }
+        let source = TopicPartition {
+            topic: record.topic.clone(),
+            partition: record.partition,
         };
-        let meta = objects[0].meta.clone();
-        sink.put(&Object {
-            key: marker_key.clone(),
-            body: serde_json::to_vec(&marker).expect("a marker serializes"),
-            meta,
+        if let Some(&lane) = self.owners.get(&source) {
+            self.last = Some((source, lane));
+            return (lane, None);
+        }
+        let lane = (0..self.load.len())
+            .min_by_key(|&lane| self.load[lane])
+            .expect("at least one lane");
+        self.load[lane] += 1;
+        self.generations += 1;
+        self.owners.insert(source.clone(), lane);
+        self.last = Some((source.clone(), lane));
+        (lane, Some((source, self.generations)))
+    }
+
+    /// Forgets a revoked partition; returns the lane that had it.
+    fn revoke(&mut self, source: &TopicPartition) -> Option<usize> {
+        self.last = None;
+        let lane = self.owners.remove(source)?;
+        self.load[lane] -= 1;
+        Some(lane)
+    }
+}
+
+/// What the main task sends a lane.
+enum LaneInput {
+    Records(LaneBatch),
+    Revoke(TopicPartition),
+    /// Nothing arrived for this lane: close the windows that are old enough.
+    Tick,
+    Switch(Box<dyn Transform>),
+}
+
+/// Records for one lane, with the partitions it owns from now on.
+#[derive(Default)]
+struct LaneBatch {
+    assigned: Vec<(TopicPartition, u64)>,
+    records: Vec<KafkaRecord>,
+}
+
+/// A lane as the main task sees it.
+struct Lane {
+    index: usize,
+    input: mpsc::Sender<LaneInput>,
+    status: Arc<LaneStatus>,
+    thread: std::thread::JoinHandle<Summary>,
+}
+
+/// What the main task can see of a lane without asking it.
+#[derive(Default)]
+struct LaneStatus {
+    /// Inputs sent and not yet processed.
+    queued: AtomicUsize,
+    open_windows: AtomicUsize,
+}
+
+/// Inputs a lane may hold before the main task waits: enough to keep it busy while the
+/// next batch is polled.
+const LANE_QUEUE: usize = 2;
+
+fn start_lanes<K: Sink + Clone + Send + Sync + 'static>(
+    transform: Box<dyn Transform>,
+    options: &Options,
+    shared: &Shared<K>,
+) -> Result<Vec<Lane>, PipelineError> {
+    let instances = tokio::task::block_in_place(|| instances(transform, options.lanes.max(1)))?;
+    Ok(instances
+        .into_iter()
+        .enumerate()
+        .map(|(index, transform)| {
+            let (input, inputs) = mpsc::channel(LANE_QUEUE);
+            let status = Arc::new(LaneStatus::default());
+            let worker = LaneWorker {
+                batcher: Batcher::new(
+                    options.rotation,
+                    options.template.clone(),
+                    transform.digest(),
+                ),
+                transform,
+                next: None,
+                shared: shared.clone(),
+                summary: Summary::default(),
+                status: Arc::clone(&status),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("wrt-lane-{index}"))
+                .spawn(move || worker.run(inputs))
+                .expect("starting a lane thread");
+            Lane {
+                index,
+                input,
+                status,
+                thread,
+            }
         })
-        .await?;
+        .collect())
+}
+
+/// `transform` and `n - 1` more instances of it. Starting one runs the guest's `init`, which
+/// may make blocking WASI calls: callers keep it off the async context.
+fn instances(
+    transform: Box<dyn Transform>,
+    n: usize,
+) -> Result<Vec<Box<dyn Transform>>, InstanceError> {
+    let mut instances = Vec::with_capacity(n);
+    for _ in 1..n {
+        instances.push(transform.another()?);
     }
-    for object in &objects {
-        let upload = Instant::now();
-        let put = sink.put(object).await;
-        telemetry.upload(upload.elapsed(), put.is_ok());
-        put?;
-        summary.objects += 1;
-        summary.bytes_written += object.body.len() as u64;
+    instances.insert(0, transform);
+    Ok(instances)
+}
+
+impl Lane {
+    async fn send(&self, input: LaneInput) -> Result<(), PipelineError> {
+        self.status.queued.fetch_add(1, Ordering::AcqRel);
+        self.input
+            .send(input)
+            .await
+            .map_err(|_| PipelineError::LaneGone(self.index))
     }
-    source.commit(&partition, next_offset).await?;
-    telemetry.flushed(&partition, next_offset, started.elapsed());
-    if !objects.is_empty() {
-        sink.delete(&marker_key).await?;
+
+    /// Lets an idle lane age its windows out; a busy one does so anyway.
+    fn tick(&self) {
+        if self.input.try_send(LaneInput::Tick).is_ok() {
+            self.status.queued.fetch_add(1, Ordering::AcqRel);
+        }
     }
-    Ok(())
+
+    fn is_idle(&self) -> bool {
+        self.status.queued.load(Ordering::Acquire) == 0
+            && self.status.open_windows.load(Ordering::Acquire) == 0
+    }
+
+    /// Closes the lane's input; it writes what it holds and ends. Returns what it counted.
+    fn finish(self) -> Summary {
+        drop(self.input);
+        self.thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+/// A lane's own thread: decode, transform, encode and batch for the partitions it owns.
+struct LaneWorker<K> {
+    transform: Box<dyn Transform>,
+    /// A version to switch to at the next batch boundary that replays no window.
+    next: Option<Box<dyn Transform>>,
+    batcher: Batcher,
+    shared: Shared<K>,
+    summary: Summary,
+    status: Arc<LaneStatus>,
+}
+
+impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
+    fn run(mut self, mut inputs: mpsc::Receiver<LaneInput>) -> Summary {
+        while let Some(input) = inputs.blocking_recv() {
+            let result = self.step(input);
+            self.status
+                .open_windows
+                .store(self.batcher.open_windows(), Ordering::Release);
+            // Counted only now, so an idle lane has nothing in flight unseen.
+            self.status.queued.fetch_sub(1, Ordering::AcqRel);
+            if let Err(e) = result {
+                let _ = self.shared.events.send(Event::Failed(e));
+                return self.summary;
+            }
+        }
+        for window in self.batcher.close_all() {
+            if let Err(e) = self.dispatch(window) {
+                let _ = self.shared.events.send(Event::Failed(e));
+                break;
+            }
+        }
+        self.summary
+    }
+
+    fn step(&mut self, input: LaneInput) -> Result<(), PipelineError> {
+        match input {
+            LaneInput::Records(batch) => {
+                for (source, generation) in batch.assigned {
+                    self.batcher.assign(source, generation);
+                }
+                self.records(&batch.records)?;
+            }
+            LaneInput::Revoke(source) => self.batcher.abandon(&source),
+            LaneInput::Tick => {}
+            LaneInput::Switch(next) => self.next = Some(next),
+        }
+        for window in self.batcher.close_expired() {
+            self.dispatch(window)?;
+        }
+        self.switch_if_due()
+    }
+
+    /// Decode, transform and window one batch, in offset order, so windows close at the
+    /// same records on every replay.
+    fn records(&mut self, records: &[KafkaRecord]) -> Result<(), PipelineError> {
+        let transformed = transform_records(records, self.transform.as_mut());
+        let telemetry = Arc::clone(&self.shared.telemetry);
+        if let Some(took) = transformed.call_time {
+            telemetry.transform_call(transformed.change_events as usize, took);
+        }
+        let mut counted = Summary {
+            records_in: records.len() as u64,
+            change_events: transformed.change_events,
+            failed_calls: u64::from(transformed.failed_call),
+            ..Summary::default()
+        };
+        let mut outputs: Vec<(String, u64)> = Vec::new();
+        for (record, emits) in records.iter().zip(transformed.emitted) {
+            if let Some(window) = self.batcher.close_before(record) {
+                self.dispatch(window)?;
+            }
+            if self.batcher.needs_marker(record) {
+                let source = TopicPartition {
+                    topic: record.topic.clone(),
+                    partition: record.partition,
+                };
+                let end = self.shared.handle.block_on(commit::replay_end(
+                    &self.shared.sink,
+                    &source,
+                    record.offset,
+                    self.batcher.digest(),
+                ))?;
+                self.batcher.open(record, end);
+            }
+            for emit in emits {
+                let (output, time) = match emit {
+                    Emit::Output(output, time) => (output, time),
+                    Emit::SchemaChange(output, time) => {
+                        counted.schema_changes += 1;
+                        (output, time)
+                    }
+                    Emit::DeadLetter(reason) => {
+                        counted.dead_letters += 1;
+                        self.batcher.add_dead_letter(record, &reason);
+                        continue;
+                    }
+                    Emit::Tombstone => {
+                        counted.tombstones += 1;
+                        continue;
+                    }
+                    Emit::Heartbeat => {
+                        counted.heartbeats += 1;
+                        continue;
+                    }
+                };
+                counted.records_out += 1;
+                match outputs.iter_mut().find(|(d, _)| *d == output.destination) {
+                    Some((_, n)) => *n += 1,
+                    None => outputs.push((output.destination.clone(), 1)),
+                }
+                self.batcher.add_output(record, &output, time);
+            }
+            if let Some(window) = self.batcher.consumed(record) {
+                self.dispatch(window)?;
+            }
+        }
+        telemetry.counted(counted.records_in, &outputs, counted.dead_letters);
+        self.summary.add_lane(&counted);
+        Ok(())
+    }
+
+    /// Hands a closed window to a writer, waiting for one to be free.
+    fn dispatch(&mut self, window: Window) -> Result<(), PipelineError> {
+        let shared = &self.shared;
+        let permit = shared
+            .handle
+            .block_on(Arc::clone(&shared.writers).acquire_owned())
+            .expect("the writer pool is never closed");
+        let sealed = Sealed {
+            source: window.source.clone(),
+            generation: window.generation,
+            seq: window.seq,
+            first_offset: window.first_offset,
+            next_offset: window.next_offset,
+            transform: self.batcher.digest().to_string(),
+            objects: self.batcher.objects(window)?,
+        };
+        shared.dispatched.fetch_add(1, Ordering::AcqRel);
+        let (sink, events) = (shared.sink.clone(), shared.events.clone());
+        shared.handle.spawn(async move {
+            let written = commit::write(&sink, sealed).await;
+            drop(permit);
+            let _ = events.send(Event::Written(written));
+        });
+        Ok(())
+    }
+
+    /// Switches to the version sent last, unless a replayed window is open (it must end
+    /// where its marker says, under the version that began it). The pause is handing the
+    /// open windows to the writers.
+    fn switch_if_due(&mut self) -> Result<(), PipelineError> {
+        if self.next.is_none() || self.batcher.replaying() {
+            return Ok(());
+        }
+        let paused = Instant::now();
+        for window in self.batcher.close_all() {
+            self.dispatch(window)?;
+        }
+        let next = self.next.take().expect("checked above");
+        self.batcher.switch(next.digest());
+        self.transform = next;
+        let _ = self.shared.events.send(Event::Switched(paused.elapsed()));
+        Ok(())
+    }
 }
 
 /// What [`transform_records`] made of a batch.
@@ -457,5 +881,357 @@ fn schema_change_record(change: SchemaChange) -> OutputRecord {
             },
         ],
         partition: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::event::{ChangeEvent, Outcome};
+    use crate::model::Object;
+    use crate::pipeline::sink::LocalDir;
+    use crate::pipeline::source::MemorySource;
+    use crate::pipeline::transform::BatchFailure;
+
+    /// Each event's row image (after, else before) to its table.
+    #[derive(Clone)]
+    struct Passthrough;
+
+    impl Transform for Passthrough {
+        fn digest(&self) -> &str {
+            "passthrough"
+        }
+
+        fn process(&mut self, events: &[ChangeEvent]) -> Result<Vec<Outcome>, BatchFailure> {
+            Ok(events
+                .iter()
+                .map(|e| {
+                    let row = e.after.clone().or_else(|| e.before.clone());
+                    Ok(row
+                        .map(|row| OutputRecord {
+                            destination: e.source.table.clone(),
+                            row,
+                            partition: Vec::new(),
+                        })
+                        .into_iter()
+                        .collect())
+                })
+                .collect())
+        }
+
+        fn another(&self) -> Result<Box<dyn Transform>, InstanceError> {
+            Ok(Box::new(self.clone()))
+        }
+    }
+
+    /// A folder whose writes each take a while (longer for some keys than others, so
+    /// windows finish out of order), counting how many are under way at once.
+    #[derive(Clone)]
+    struct SlowStore {
+        dir: LocalDir,
+        delay: Duration,
+        in_flight: Arc<AtomicUsize>,
+        most_in_flight: Arc<AtomicUsize>,
+    }
+
+    impl SlowStore {
+        fn new(root: &std::path::Path, delay: Duration) -> Self {
+            SlowStore {
+                dir: LocalDir::new(root),
+                delay,
+                in_flight: Arc::default(),
+                most_in_flight: Arc::default(),
+            }
+        }
+    }
+
+    impl Sink for SlowStore {
+        async fn put(&self, object: &Object) -> Result<(), SinkError> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            let spread = object.key.bytes().map(u32::from).sum::<u32>() % 4;
+            tokio::time::sleep(self.delay * (1 + spread)).await;
+            let put = self.dir.put(object).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            put
+        }
+
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
+            self.dir.get(key).await
+        }
+
+        async fn delete(&self, key: &str) -> Result<(), SinkError> {
+            self.dir.delete(key).await
+        }
+
+        async fn get_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, SinkError> {
+            self.dir.get_versioned(key).await
+        }
+
+        async fn put_if(
+            &self,
+            key: &str,
+            body: Vec<u8>,
+            expect: sink::Expect<'_>,
+        ) -> Result<(), sink::ConditionalError> {
+            self.dir.put_if(key, body, expect).await
+        }
+
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
+            self.dir.list(prefix).await
+        }
+    }
+
+    /// A source that remembers every commit in order.
+    struct Recording {
+        inner: MemorySource,
+        commits: Arc<Mutex<Vec<(TopicPartition, i64)>>>,
+    }
+
+    impl Source for Recording {
+        async fn poll(&mut self, max: usize) -> Result<Option<Vec<KafkaRecord>>, SourceError> {
+            self.inner.poll(max).await
+        }
+
+        async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<bool, SourceError> {
+            self.commits.lock().unwrap().extend(offsets.iter().cloned());
+            self.inner.commit(offsets).await
+        }
+
+        fn len_hint(&self) -> Option<u64> {
+            self.inner.len_hint()
+        }
+
+        fn owned(&self) -> Vec<crate::telemetry::Owned> {
+            self.inner.owned()
+        }
+    }
+
+    fn options(lanes: usize, writers: usize) -> Options {
+        Options {
+            batch_size: 64,
+            rotation: Rotation {
+                max_records: 40,
+                max_age: Duration::MAX,
+                ..Rotation::default()
+            },
+            lanes,
+            writers,
+            ..Options::default()
+        }
+    }
+
+    struct Ran {
+        summary: Summary,
+        commits: Vec<(TopicPartition, i64)>,
+        objects: BTreeMap<String, Vec<u8>>,
+        most_in_flight: usize,
+    }
+
+    fn run_sample(options: &Options, delay: Duration) -> Ran {
+        let records = crate::sample::sample_records();
+        let dir = tempfile::tempdir().unwrap();
+        let store = SlowStore::new(dir.path(), delay);
+        let commits = Arc::new(Mutex::new(Vec::new()));
+        let mut source = Recording {
+            inner: MemorySource::new(records),
+            commits: Arc::clone(&commits),
+        };
+        let telemetry = Arc::new(Telemetry::new("test", "passthrough"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let summary = runtime
+            .block_on(run(
+                &mut source,
+                Current::fixed(Box::new(Passthrough)),
+                &store,
+                options,
+                &telemetry,
+                &ProgressBar::hidden(),
+            ))
+            .unwrap();
+        let objects = runtime.block_on(async {
+            let mut objects = BTreeMap::new();
+            for key in store.list("").await.unwrap() {
+                objects.insert(key.clone(), store.get(&key).await.unwrap().unwrap());
+            }
+            objects
+        });
+        let commits = commits.lock().unwrap().clone();
+        Ran {
+            summary,
+            commits,
+            objects,
+            most_in_flight: store.most_in_flight.load(Ordering::SeqCst),
+        }
+    }
+
+    /// The offset after each partition's last record.
+    fn ends() -> BTreeMap<TopicPartition, i64> {
+        let mut ends = BTreeMap::new();
+        for r in crate::sample::sample_records() {
+            let source = TopicPartition {
+                topic: r.topic.clone(),
+                partition: r.partition,
+            };
+            let end = ends.entry(source).or_insert(0);
+            *end = (*end).max(r.offset + 1);
+        }
+        ends
+    }
+
+    /// Each stage's files, in the order a record goes through them.
+    const STAGES: [(&str, &[&str]); 7] = [
+        (
+            "source",
+            &[
+                include_str!("pipeline/source.rs"),
+                include_str!("pipeline/source/kafka.rs"),
+            ],
+        ),
+        ("decode", &[include_str!("pipeline/decode.rs")]),
+        (
+            "transform",
+            &[
+                include_str!("pipeline/transform.rs"),
+                include_str!("pipeline/transform/sandbox.rs"),
+            ],
+        ),
+        ("encode", &[include_str!("pipeline/encode.rs")]),
+        ("batch", &[include_str!("pipeline/batch.rs")]),
+        (
+            "sink",
+            &[
+                include_str!("pipeline/sink.rs"),
+                include_str!("pipeline/sink/s3.rs"),
+            ],
+        ),
+        ("commit", &[include_str!("pipeline/commit.rs")]),
+    ];
+
+    /// The words of every `use … ;` declaration in `source`.
+    fn imports(source: &str) -> Vec<Vec<&str>> {
+        let mut found = Vec::new();
+        let mut rest = source;
+        while let Some(at) = rest.find("use ") {
+            let line = rest[..at].rfind('\n').map_or(0, |n| n + 1);
+            let starts_line = rest[line..at].trim().is_empty();
+            let end = rest[at..].find(';').map_or(rest.len(), |e| at + e);
+            if starts_line {
+                let words = rest[at..end]
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                found.push(words);
+            }
+            rest = &rest[end.min(rest.len() - 1) + 1..];
+        }
+        found
+    }
+
+    #[test]
+    fn no_stage_imports_a_later_stage() {
+        for (at, (stage, files)) in STAGES.iter().enumerate() {
+            for file in *files {
+                for words in imports(file) {
+                    if !words.contains(&"pipeline") && !words.contains(&"super") {
+                        continue;
+                    }
+                    for (later, _) in &STAGES[at + 1..] {
+                        assert!(
+                            !words.contains(later),
+                            "the {stage} stage imports the later {later} stage: {}",
+                            words.join(" ")
+                        );
+                    }
+                }
+            }
+        }
+        // The check sees imports at all.
+        let batch = imports(STAGES[4].1[0]);
+        assert!(batch.iter().any(|w| w.contains(&"encode")), "{batch:?}");
+    }
+
+    #[test]
+    fn lanes_write_windows_concurrently_and_commit_each_partition_in_order() {
+        let ran = run_sample(&options(2, 4), Duration::from_millis(2));
+        assert!(
+            ran.most_in_flight >= 2,
+            "windows were written one at a time ({})",
+            ran.most_in_flight
+        );
+        // Per partition: strictly increasing commits, ending after the last record.
+        let mut last: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        for (source, offset) in &ran.commits {
+            let before = last.insert(source.clone(), *offset);
+            assert!(
+                before.is_none_or(|b| b < *offset),
+                "{source:?}: {before:?} then {offset}"
+            );
+        }
+        assert_eq!(last, ends());
+        assert!(
+            !ran.objects.keys().any(|k| k.starts_with("_wrt/")),
+            "every marker is removed after its commit"
+        );
+        // Exactly the objects one lane and one writer make, byte for byte.
+        let serial = run_sample(&options(1, 1), Duration::ZERO);
+        assert_eq!(
+            ran.objects.keys().collect::<Vec<_>>(),
+            serial.objects.keys().collect::<Vec<_>>()
+        );
+        assert!(
+            ran.objects == serial.objects,
+            "the same keys with other bytes"
+        );
+        assert_eq!(ran.summary.records_out, serial.summary.records_out);
+        assert_eq!(ran.summary.objects, serial.summary.objects);
+    }
+
+    #[test]
+    fn a_slow_store_holds_the_lanes_back_and_loses_nothing() {
+        let writers = 2;
+        let ran = run_sample(&options(2, writers), Duration::from_millis(15));
+        // A window's marker and objects go up one after another, so puts under way at once
+        // are windows being written at once: never more than the writers.
+        assert!(
+            ran.most_in_flight <= writers,
+            "{} writes at once with {writers} writers",
+            ran.most_in_flight
+        );
+        let rows: usize = ran
+            .objects
+            .iter()
+            .filter(|(k, _)| !k.starts_with('_'))
+            .map(|(_, body)| {
+                let mut text = String::new();
+                std::io::Read::read_to_string(
+                    &mut flate2::read::GzDecoder::new(&body[..]),
+                    &mut text,
+                )
+                .unwrap();
+                text.lines().count()
+            })
+            .sum();
+        let schema_rows = ran.summary.schema_changes as usize;
+        assert_eq!(rows + schema_rows, ran.summary.records_out as usize);
+        assert_eq!(
+            ran.summary.records_in as usize,
+            crate::sample::sample_records().len()
+        );
+        assert_eq!(
+            ran.commits
+                .iter()
+                .map(|(s, _)| s)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            ends().len()
+        );
     }
 }

@@ -8,8 +8,10 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::encode::path_segment;
-use crate::sink::{ConditionalError, Expect, Sink, SinkError};
+pub mod watch;
+
+use crate::model::path_segment;
+use crate::pipeline::sink::{ConditionalError, Expect, Sink, SinkError};
 
 /// A pipeline's pointer: the current version and how it got there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,7 +239,7 @@ pub fn rollback_target(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::LocalDir;
+    use crate::pipeline::sink::LocalDir;
 
     #[tokio::test]
     async fn deploys_move_the_pointer_and_keep_history() {

@@ -16,7 +16,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value as Json, json};
 use sha2::{Digest, Sha256};
 
-use crate::decode::KafkaRecord;
+use crate::model::KafkaRecord;
 
 /// Debezium's logical server name: the topic prefix, and the schema-change topic itself.
 pub const SERVER: &str = "shop";
@@ -1479,8 +1479,8 @@ mod tests {
     use std::sync::OnceLock;
 
     use super::*;
-    use crate::decode::{Decoded, SchemaChange, decode};
     use crate::event::{ChangeEvent, Operation, Row, Timestamp, Value};
+    use crate::pipeline::decode::{Decoded, SchemaChange, decode};
 
     /// The stream and each record decoded, generated once for all tests.
     fn stream() -> &'static [(KafkaRecord, Decoded)] {

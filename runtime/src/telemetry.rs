@@ -14,7 +14,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
-use crate::batch::TopicPartition;
+use crate::model::TopicPartition;
 
 /// How many switches and refusals `/status` remembers.
 const KEEP: usize = 50;
@@ -170,7 +170,7 @@ impl Telemetry {
         let flush_seconds = histogram(
             &mut registry,
             "wrt_flush_seconds",
-            "Writing a closed window: marker, objects, offset commit",
+            "Writing a closed window: its marker and objects",
             0.001,
         );
         let upload_seconds = histogram(
@@ -251,14 +251,20 @@ impl Telemetry {
         self.state().status.clone()
     }
 
-    pub fn records_in(&self, n: usize) {
-        self.events_in.inc_by(n as u64);
+    /// One lane batch: its records, its rows per destination, its dead letters. Counted
+    /// once per batch by the lane, not once per row.
+    pub fn counted(&self, records: u64, outputs: &[(String, u64)], dead_letters: u64) {
+        self.events_in.inc_by(records);
+        self.dead_letters.inc_by(dead_letters);
+        for (destination, rows) in outputs {
+            self.output(destination, *rows);
+        }
     }
 
-    pub fn output(&self, destination: &str) {
+    fn output(&self, destination: &str, rows: u64) {
         let known = self.out_by_destination.read().expect("not poisoned");
         if let Some(counter) = known.get(destination) {
-            counter.inc();
+            counter.inc_by(rows);
             return;
         }
         drop(known);
@@ -269,15 +275,11 @@ impl Telemetry {
                 destination: destination.to_string(),
             })
             .clone();
-        counter.inc();
+        counter.inc_by(rows);
         self.out_by_destination
             .write()
             .expect("not poisoned")
             .insert(destination.to_string(), counter);
-    }
-
-    pub fn dead_letter(&self) {
-        self.dead_letters.inc();
     }
 
     pub fn transform_call(&self, events: usize, took: Duration) {
@@ -292,9 +294,13 @@ impl Telemetry {
         }
     }
 
-    /// A window is durable and `next_offset` committed.
-    pub fn flushed(&self, partition: &TopicPartition, next_offset: i64, took: Duration) {
+    /// A window's marker and objects are durable, after `took`.
+    pub fn window_written(&self, took: Duration) {
         self.flush_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Everything before `next_offset` of `partition` is durable and committed.
+    pub fn committed(&self, partition: &TopicPartition, next_offset: i64) {
         self.state().commits.insert(partition.clone(), next_offset);
     }
 
@@ -361,10 +367,8 @@ mod tests {
     #[test]
     fn metrics_are_prometheus_text_with_the_counts() {
         let telemetry = Telemetry::new("shop", "abc");
-        telemetry.records_in(3);
-        telemetry.output("customers");
-        telemetry.output("customers");
-        telemetry.dead_letter();
+        telemetry.counted(2, &[("customers".into(), 1)], 1);
+        telemetry.counted(1, &[("customers".into(), 1)], 0);
         telemetry.swapped("abc", "def", Duration::from_millis(12));
         let text = telemetry.encode();
         assert!(

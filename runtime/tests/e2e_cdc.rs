@@ -282,13 +282,13 @@ async fn a_poison_record_is_dead_lettered_and_the_pipeline_goes_on() {
 /// carries its offsets and transform digest as metadata, and markers read back and delete.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_s3_sink_uploads_large_objects_in_parts_with_metadata() {
-    use wrt::encode::{Object, ObjectMeta};
-    use wrt::sink::Sink;
+    use wrt::model::{Object, ObjectMeta};
+    use wrt::pipeline::sink::Sink;
 
     let stack = Stack::get();
     let names = Names::new("e2e_sink");
     let s3 = stack.s3_with_bucket(&names.bucket).await;
-    let sink = wrt::sink::s3::S3::new(&wrt::config::S3Sink {
+    let sink = wrt::pipeline::sink::s3::S3::new(&wrt::config::S3Sink {
         bucket: names.bucket.clone(),
         prefix: "lake/".into(),
         region: "us-east-1".into(),

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use wrt::event::{ChangeEvent, Column, Operation, Source, Timestamp, Value};
+use wrt::pipeline::transform::sandbox::{Limits, LoadError, Sandbox, WasmTransform};
+use wrt::pipeline::transform::{FailureKind, Transform};
 use wrt::pipeline::{Emit, transform_records};
-use wrt::transform::sandbox::{Limits, LoadError, Sandbox, WasmTransform};
-use wrt::transform::{FailureKind, Transform};
 use wrt_tests::guest;
 
 fn event(table: &str, id: i64) -> ChangeEvent {
@@ -202,7 +202,7 @@ fn bytes_that_are_not_a_component_are_refused() {
 }
 
 /// A Kafka record whose schemaless Debezium envelope decodes back to `event`.
-fn record_for(event: &ChangeEvent) -> wrt::decode::KafkaRecord {
+fn record_for(event: &ChangeEvent) -> wrt::model::KafkaRecord {
     let value = serde_json::json!({
         "before": null,
         "after": { "id": event.source.offset },
@@ -210,7 +210,7 @@ fn record_for(event: &ChangeEvent) -> wrt::decode::KafkaRecord {
                     "table": event.source.table, "ts_ms": event.commit_time.seconds * 1000 },
         "op": "c",
     });
-    wrt::decode::KafkaRecord {
+    wrt::model::KafkaRecord {
         topic: event.source.topic.clone(),
         partition: 0,
         offset: event.source.offset,

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use wrt::decode::{Decoded, decode};
 use wrt::event::ChangeEvent;
+use wrt::pipeline::decode::{Decoded, decode};
+use wrt::pipeline::transform::Transform;
+use wrt::pipeline::transform::sandbox::{Limits, Sandbox, TransformConfig};
 use wrt::sample::sample_records;
-use wrt::transform::Transform;
-use wrt::transform::sandbox::{Limits, Sandbox, TransformConfig};
 use wrt_tests::{guest, repo_root};
 
 /// Compare the guest languages on the PII transform.

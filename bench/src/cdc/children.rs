@@ -1,21 +1,13 @@
 //! The processes of rows 1 and 2, started by the harness as `cdc-bench raw|native`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use indicatif::ProgressBar;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
-use tokio::sync::watch;
-use wrt::admin::Admin;
 use wrt::config::{PipelineConfig, SinkConfig, SourceConfig};
-use wrt::pipeline::{self, Options};
-use wrt::sink::s3::S3;
-use wrt::source::kafka::Kafka;
-use wrt::telemetry::Telemetry;
-use wrt::transform::{Current, Transform};
+use wrt::host::{Host, Transforms};
+use wrt::pipeline::Options;
 use wrt_bench::SALT;
 use wrt_bench::native_pii::NativePiiMask;
 
@@ -81,55 +73,26 @@ pub struct Native {
 impl Native {
     pub fn run(self) -> anyhow::Result<()> {
         let config = PipelineConfig::load(&self.config)?;
-        let (SourceConfig::Kafka(kafka), SinkConfig::S3(s3)) = (&config.source, &config.sink)
-        else {
-            anyhow::bail!("the native row needs a Kafka source and an S3 sink");
-        };
-        let options = Options::from_config(&config.batch).map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            matches!(
+                (&config.source, &config.sink),
+                (SourceConfig::Kafka(_), SinkConfig::S3(_))
+            ),
+            "the native row needs a Kafka source and an S3 sink"
+        );
         let salt = config
             .transform
             .config
             .get("salt")
             .map_or(SALT, String::as_str);
-        let transform = NativePiiMask::new(salt);
-        let telemetry = Arc::new(Telemetry::new(&config.name, transform.digest()));
-        let mut current = Current::fixed(Box::new(transform));
-        let runtime = tokio::runtime::Runtime::new()?;
-        let summary = runtime.block_on(async {
-            let (stop, stopped) = watch::channel(false);
-            tokio::spawn(async move {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("a SIGTERM handler");
-                term.recv().await;
-                let _ = stop.send(true);
-            });
-            // The same metrics as `wrt run`: the harness reads where the time went.
-            if let Some(admin) = &config.admin {
-                Admin::start(
-                    admin,
-                    Arc::clone(&telemetry),
-                    Arc::default(),
-                    stopped.clone(),
-                )
-                .await
-                .with_context(|| format!("admin.listen {}", admin.listen))?;
-            }
-            let sink = S3::new(s3).await;
-            sink.check().await.context("the bench bucket")?;
-            let mut source = Kafka::connect(kafka, &config.group_id(kafka), stopped)?;
-            anyhow::Ok(
-                pipeline::run(
-                    &mut source,
-                    &mut current,
-                    &sink,
-                    &options,
-                    &telemetry,
-                    &ProgressBar::hidden(),
-                )
-                .await?,
-            )
-        })?;
+        let host = Host {
+            config: &config,
+            transforms: Transforms::Native(Box::new(NativePiiMask::new(salt))),
+            options: Options::from_config(&config.batch, &config.pipeline)
+                .map_err(anyhow::Error::msg)?,
+            progress: false,
+        };
+        let summary = tokio::runtime::Runtime::new()?.block_on(host.run())?;
         println!("{}", serde_json::to_string(&summary)?);
         Ok(())
     }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use aws_sdk_s3::Client;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value as Json;
-use wrt::decode::KafkaRecord;
+use wrt::model::KafkaRecord;
 
 use crate::load::{client_config, topic};
 

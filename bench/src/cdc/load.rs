@@ -13,7 +13,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
-use wrt::decode::KafkaRecord;
+use wrt::model::KafkaRecord;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -21,7 +21,7 @@ use aws_sdk_s3::Client;
 use clap::{Parser, Subcommand};
 use sha2::{Digest, Sha256};
 use wrt::config::BatchConfig;
-use wrt::decode::KafkaRecord;
+use wrt::model::KafkaRecord;
 use wrt_bench::SALT;
 
 use load::Topics;
@@ -64,13 +64,17 @@ struct RunArgs {
     /// The Rust PII guest component; by default the one the test build made.
     #[arg(long, default_value_os_t = wrt_tests::guest("pii_mask"))]
     rust_guest: PathBuf,
+    /// Another `wrt` binary (say, the previous main's) run with the Rust guest as its own
+    /// row beside this one, so the two are compared in one run; not run without it.
+    #[arg(long)]
+    baseline_wrt: Option<PathBuf>,
     /// The JavaScript PII guest component; row 4 is reported as not run without it.
     #[arg(long)]
     js_guest: Option<PathBuf>,
     /// The peer binary (`bench/peer`); row 5 is reported as not run without it.
     #[arg(long)]
     peer: Option<PathBuf>,
-    /// Run only these rows (raw, native, rust-guest, js-guest, peer); all by default.
+    /// Run only these rows (raw, native, rust-guest, baseline, js-guest, peer); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Skip the freshness runs.
@@ -143,7 +147,11 @@ fn main() -> ExitCode {
 enum Engine {
     Raw,
     Native,
-    Wasm(PathBuf),
+    /// `wrt run --config` of this `wrt` binary with this guest.
+    Wasm {
+        wrt: PathBuf,
+        guest: PathBuf,
+    },
     Peer(PathBuf),
 }
 
@@ -154,6 +162,10 @@ struct Row {
 }
 
 fn rows(args: &RunArgs) -> Vec<Row> {
+    let wasm = |guest| Engine::Wasm {
+        wrt: args.wrt.clone().expect("set in run"),
+        guest,
+    };
     let given = |path: &Option<PathBuf>, what: &str| match path {
         Some(p) if p.is_file() => Ok(p.clone()),
         Some(p) => Err(format!("not run: {} does not exist", p.display())),
@@ -173,12 +185,20 @@ fn rows(args: &RunArgs) -> Vec<Row> {
         Row {
             id: "rust-guest",
             name: "wrt, Rust guest",
-            engine: Ok(Engine::Wasm(args.rust_guest.clone())),
+            engine: Ok(wasm(args.rust_guest.clone())),
+        },
+        Row {
+            id: "baseline",
+            name: "wrt baseline (--baseline-wrt), Rust guest",
+            engine: given(&args.baseline_wrt, "baseline wrt binary").map(|wrt| Engine::Wasm {
+                wrt,
+                guest: args.rust_guest.clone(),
+            }),
         },
         Row {
             id: "js-guest",
             name: "wrt, JavaScript guest",
-            engine: given(&args.js_guest, "JS guest").map(Engine::Wasm),
+            engine: given(&args.js_guest, "JS guest").map(wasm),
         },
         Row {
             id: "peer",
@@ -442,10 +462,10 @@ impl Bench<'_> {
                 c.arg("native").arg("--config").arg(config);
                 c
             }
-            Engine::Wasm(guest) => {
+            Engine::Wasm { wrt, guest } => {
                 let config = dir.join("pipeline.toml");
                 std::fs::write(&config, self.pipeline_toml(topics, group, prefix, guest))?;
-                let mut c = Command::new(self.args.wrt.as_ref().expect("set in run"));
+                let mut c = Command::new(wrt);
                 c.args(["run", "--config"]).arg(config);
                 c
             }
@@ -580,7 +600,7 @@ output:
         let seconds = running.started.elapsed().as_secs_f64();
         let stats = measure::proc_stats(running.child.id(), self.ticks)?;
         let split = match self.engine {
-            Engine::Native | Engine::Wasm(_) => Some(measure::time_split(ADMIN)?),
+            Engine::Native | Engine::Wasm { .. } => Some(measure::time_split(ADMIN)?),
             Engine::Raw | Engine::Peer(_) => None,
         };
         running.stop()?;

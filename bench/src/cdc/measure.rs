@@ -215,14 +215,10 @@ mod tests {
     #[test]
     fn splits_time_from_the_metrics_wrt_serves() {
         let telemetry = wrt::telemetry::Telemetry::new("bench", "abc");
-        let partition = |p| wrt::batch::TopicPartition {
-            topic: "t".into(),
-            partition: p,
-        };
         telemetry.transform_call(256, Duration::from_millis(250));
         telemetry.transform_call(256, Duration::from_millis(500));
-        telemetry.flushed(&partition(0), 10, Duration::from_secs(2));
-        telemetry.flushed(&partition(1), 10, Duration::from_secs(1));
+        telemetry.window_written(Duration::from_secs(2));
+        telemetry.window_written(Duration::from_secs(1));
         let split = parse_split(&telemetry.encode()).unwrap();
         assert!((split.transform_seconds - 0.75).abs() < 1e-9, "{split:?}");
         assert!((split.write_seconds - 3.0).abs() < 1e-9, "{split:?}");

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use wrt::config::{PipelineConfig, SinkConfig};
+use wrt::pipeline::sink::{LocalDir, Sink};
+use wrt::pipeline::source;
+use wrt::pipeline::transform::Transform;
+use wrt::pipeline::transform::sandbox::WasmTransform;
 use wrt::pipeline::{self, Emit};
 use wrt::registry::{Action, Registry, RegistryError, Seen, rollback_target};
-use wrt::sink::{LocalDir, Sink};
-use wrt::source;
-use wrt::transform::Transform;
-use wrt::transform::sandbox::WasmTransform;
 
 use super::{read_component, s3_sink, section_loader};
 

@@ -7,14 +7,13 @@ mod run;
 mod sample;
 mod test;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-use wrt::config::{S3Sink, TransformSection};
-use wrt::sink::s3::S3;
-use wrt::transform::sandbox::{Limits, Loader, Sandbox, TransformConfig, WasmTransform};
+use wrt::config::TransformSection;
+use wrt::host::{load_file, read_component, s3_sink};
+use wrt::pipeline::transform::sandbox::{Limits, Loader, Sandbox, TransformConfig, WasmTransform};
 
 /// wrt: run WebAssembly transforms over Debezium change events and land them in a data lake.
 #[derive(Debug, clap::Parser)]
@@ -78,7 +77,7 @@ impl TransformArgs {
             self.cache_dir.clone(),
             config.iter().cloned().collect(),
         )?;
-        load_file(&loader, &self.transform)
+        Ok(load_file(&loader, &self.transform)?)
     }
 }
 
@@ -108,34 +107,6 @@ fn section_loader(
         cache_dir,
         section.config.clone(),
     )
-}
-
-/// Reads, compiles (or takes from the cache) and initialises the component at `path`.
-fn load_file(loader: &Loader, path: &Path) -> anyhow::Result<WasmTransform> {
-    let wasm = read_component(path)?;
-    loader
-        .load(&wasm)
-        .with_context(|| format!("loading {}", path.display()))
-}
-
-fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| {
-        format!(
-            "reading the transform {}; build a guest with \
-             `cargo build --release --target wasm32-wasip2` (see guest-examples/)",
-            path.display()
-        )
-    })
-}
-
-/// The S3 sink of a pipeline, checked reachable.
-async fn s3_sink(config: &S3Sink) -> anyhow::Result<S3> {
-    let sink = S3::new(config).await;
-    sink.check().await.context(
-        "the bucket is not reachable; check sink.bucket, sink.endpoint-url and the AWS \
-         credentials",
-    )?;
-    Ok(sink)
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

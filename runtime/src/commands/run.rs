@@ -1,25 +1,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
-use tokio::sync::{Notify, mpsc, watch};
-use wrt::admin::Admin;
 use wrt::config::{
-    BatchConfig, FileSource, LocalSink, PipelineConfig, SinkConfig, SourceConfig, TransformSection,
+    BatchConfig, FileSource, LocalSink, PipelineConfig, PipelineSection, SinkConfig, SourceConfig,
+    TransformSection,
 };
-use wrt::pipeline::{self, Options, Summary};
-use wrt::registry::Registry;
-use wrt::sink::{LocalDir, Sink};
-use wrt::source::{self, MemorySource, Source, kafka::Kafka};
-use wrt::telemetry::Telemetry;
-use wrt::transform::sandbox::{Loader, WasmTransform};
-use wrt::transform::watch::{Origin, Watcher};
-use wrt::transform::{Current, Transform};
+use wrt::host::{Host, Transforms, load_file};
+use wrt::pipeline::{Options, Summary};
 
-use super::{key_value, load_file, s3_sink, section_loader};
+use super::{key_value, section_loader};
 
 /// Run a transform over change events and write the results as objects.
 ///
@@ -108,6 +98,10 @@ pub struct Run {
     #[arg(long)]
     watch: bool,
 
+    /// Threads that decode and transform (default: one per core).
+    #[arg(long, value_name = "N", conflicts_with = "config")]
+    lanes: Option<usize>,
+
     /// Print the summary as JSON on standard output.
     #[arg(long)]
     json: bool,
@@ -137,35 +131,33 @@ impl Run {
             println!(
                 "ok: the configuration is valid and {} loads ({})",
                 section.path.display(),
-                &transform.digest()[..12]
+                &wrt::pipeline::transform::Transform::digest(&transform)[..12]
             );
             return Ok(ExitCode::SUCCESS);
         }
         let options = Options {
             stop_when_idle: self.stop_when_idle.map(Duration::from_secs_f64),
-            ..Options::from_config(&config.batch).map_err(anyhow::Error::msg)?
+            ..Options::from_config(&config.batch, &config.pipeline).map_err(anyhow::Error::msg)?
         };
 
         let runtime = tokio::runtime::Runtime::new()?;
         let host = Host {
             config: &config,
-            loader,
+            transforms: Transforms::Components {
+                loader,
+                watch: self.watch,
+            },
             options,
-            watch: self.watch,
+            progress: true,
         };
-        let (summary, digest) = runtime.block_on(async {
-            match &config.sink {
-                SinkConfig::Local(local) => host.run(LocalDir::new(&local.path)).await,
-                SinkConfig::S3(s3) => host.run(s3_sink(s3).await?).await,
-            }
-        })?;
+        let summary = runtime.block_on(host.run())?;
         // A version still loading on a blocking thread must not hold the exit up.
         runtime.shutdown_timeout(Duration::from_secs(1));
 
         if self.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
-            print_summary(&summary, &digest, &config.sink);
+            print_summary(&summary, &config.sink);
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -193,6 +185,10 @@ impl Run {
                 max_age_ms: u64::MAX,
                 ..BatchConfig::default()
             },
+            pipeline: PipelineSection {
+                lanes: self.lanes,
+                ..PipelineSection::default()
+            },
             sink: SinkConfig::Local(LocalSink {
                 path: self.out.clone(),
             }),
@@ -202,191 +198,13 @@ impl Run {
     }
 }
 
-/// One pipeline on this host: its versions, its admin server, its data path.
-struct Host<'a> {
-    config: &'a PipelineConfig,
-    loader: Loader,
-    options: Options,
-    watch: bool,
-}
-
-impl Host<'_> {
-    /// Runs until the source ends or a signal stops it; returns the summary and the digest
-    /// of the version running at the end.
-    async fn run<K: Sink + Clone + Send + Sync + 'static>(
-        self,
-        sink: K,
-    ) -> anyhow::Result<(Summary, String)> {
-        let config = self.config;
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("stopping: writing what is buffered, then committing");
-            let _ = stop.send(true);
-        });
-
-        let registry = config.registry.as_ref().map(|r| {
-            (
-                Registry::new(sink.clone(), &config.name),
-                r.poll_interval_ms,
-            )
-        });
-        let (transform, refused) = match &registry {
-            Some((registry, _)) => self.deployed_or_file(registry).await?,
-            None => (self.load_file(&config.transform.path)?, None),
-        };
-        let telemetry = Arc::new(Telemetry::new(&config.name, transform.digest()));
-        if let Some((digest, reason)) = refused {
-            telemetry.refused(&digest, &reason);
-        }
-        let check_now = Arc::new(Notify::new());
-        let origin = match registry {
-            Some((registry, interval)) => Some((Origin::Registry(registry), interval)),
-            None if self.watch => Some((Origin::File(config.transform.path.clone()), 500)),
-            None => None,
-        };
-        let mut current = match origin {
-            Some((origin, interval_ms)) => {
-                let (versions, newer) = mpsc::channel(1);
-                let watcher = Watcher {
-                    origin,
-                    loader: self.loader.clone(),
-                    interval: Duration::from_millis(interval_ms),
-                    check_now: Arc::clone(&check_now),
-                    telemetry: Arc::clone(&telemetry),
-                };
-                tokio::spawn(watcher.run(
-                    transform.digest().to_string(),
-                    versions,
-                    stopped.clone(),
-                ));
-                Current::watched(Box::new(transform), newer)
-            }
-            None => Current::fixed(Box::new(transform)),
-        };
-        if let Some(admin) = &config.admin {
-            Admin::start(admin, Arc::clone(&telemetry), check_now, stopped.clone())
-                .await
-                .with_context(|| {
-                    format!(
-                        "admin.listen: cannot listen on {}; pick a free port",
-                        admin.listen
-                    )
-                })?;
-        }
-
-        let summary = match &config.source {
-            SourceConfig::Kafka(kafka) => {
-                let mut source = Kafka::connect(kafka, &config.group_id(kafka), stopped)
-                    .context("connecting to Kafka; check source.brokers and source.properties")?;
-                drive(&mut source, &mut current, &sink, &self.options, &telemetry).await
-            }
-            SourceConfig::Sample => {
-                let mut source = MemorySource::new(wrt::sample::sample_records());
-                drive(&mut source, &mut current, &sink, &self.options, &telemetry).await
-            }
-            SourceConfig::File(file) => {
-                let text = std::fs::read_to_string(&file.path)
-                    .with_context(|| format!("reading events from {}", file.path.display()))?;
-                let mut source = MemorySource::new(source::records_from_jsonl(&text));
-                drive(&mut source, &mut current, &sink, &self.options, &telemetry).await
-            }
-        }?;
-        Ok((summary, current.transform.digest().to_string()))
-    }
-
-    /// Loads `path` off the async context: `init` may make blocking WASI calls.
-    fn load_file(&self, path: &std::path::Path) -> anyhow::Result<WasmTransform> {
-        tokio::task::block_in_place(|| load_file(&self.loader, path))
-    }
-
-    /// The version the registry names; if it does not load (or none was deployed yet),
-    /// `transform.path`, and the refusal to report.
-    async fn deployed_or_file<K: Sink>(
-        &self,
-        registry: &Registry<K>,
-    ) -> anyhow::Result<(WasmTransform, Option<(String, String)>)> {
-        let path = &self.config.transform.path;
-        let Some(seen) = registry
-            .pointer()
-            .await
-            .context("reading the registry's pointer")?
-        else {
-            tracing::info!(
-                pipeline = registry.pipeline(),
-                "nothing deployed yet; running {} until a version is",
-                path.display()
-            );
-            return Ok((self.load_file(path)?, None));
-        };
-        let digest = seen.pointer.current;
-        let deployed = match registry.download(&digest).await {
-            Ok(wasm) => {
-                let loader = self.loader.clone();
-                tokio::task::spawn_blocking(move || loader.load(&wasm))
-                    .await?
-                    .map_err(anyhow::Error::from)
-            }
-            Err(e) => Err(e.into()),
-        };
-        match deployed {
-            Ok(transform) => Ok((transform, None)),
-            Err(e) => {
-                tracing::error!(version = %digest,
-                    "refusing the deployed version ({e:#}); running {} instead", path.display());
-                let reason = format!("{e:#}");
-                Ok((self.load_file(path)?, Some((digest, reason))))
-            }
-        }
-    }
-}
-
-async fn drive<S: Source, K: Sink>(
-    source: &mut S,
-    current: &mut Current,
-    sink: &K,
-    options: &Options,
-    telemetry: &Telemetry,
-) -> anyhow::Result<Summary> {
-    let progress = match source.len_hint() {
-        Some(len) => ProgressBar::new(len).with_style(
-            ProgressStyle::with_template(
-                "{spinner} {bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
-            )
-            .expect("a valid template"),
-        ),
-        None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {pos} records  {per_sec}")
-                .expect("a valid template"),
-        ),
-    };
-    let summary = pipeline::run(source, current, sink, options, telemetry, &progress).await?;
-    progress.finish_and_clear();
-    Ok(summary)
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-}
-
-fn print_summary(s: &Summary, digest: &str, sink: &SinkConfig) {
+fn print_summary(s: &Summary, sink: &SinkConfig) {
     println!(
         "wrt run: {} records in {:.2} s ({:.0} records/s), transform {}",
         s.records_in,
         s.elapsed.as_secs_f64(),
         s.throughput(),
-        &digest[..12],
+        &s.transform[..s.transform.len().min(12)],
     );
     let rows = [
         ("change events", s.change_events),

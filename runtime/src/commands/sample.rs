@@ -24,7 +24,7 @@ impl Sample {
         let records = wrt::sample::sample_records();
         let mut text = String::new();
         for record in records.iter().take(self.limit.unwrap_or(usize::MAX)) {
-            text.push_str(&wrt::source::record_to_jsonl(record));
+            text.push_str(&wrt::pipeline::source::record_to_jsonl(record));
             text.push('\n');
         }
         match &self.out {

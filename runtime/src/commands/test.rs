@@ -3,10 +3,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::json;
-use wrt::decode::KafkaRecord;
 use wrt::event::row_to_json;
+use wrt::model::KafkaRecord;
+use wrt::pipeline::source;
 use wrt::pipeline::{self, Emit};
-use wrt::source;
 
 use super::{TransformArgs, key_value};
 

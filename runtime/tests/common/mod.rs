@@ -435,8 +435,9 @@ pub async fn objects(s3: &Client, bucket: &str, prefix: &str) -> BTreeMap<String
             Ok(response) => response,
             Err(e)
                 if is_transient(&key)
-                    && e.as_service_error()
-                        .is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) =>
+                    && e.as_service_error().is_some_and(
+                        aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key,
+                    ) =>
             {
                 continue;
             }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::encode::Object;
+use crate::model::Object;
 
 /// Why the store failed. Always the store's side: retrying later may help.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::{BatchFailure, FailureKind, Transform};
+use super::{BatchFailure, FailureKind, InstanceError, Transform};
 use crate::event::bindings::wrt::transform::{clock, config, logging, types};
 use crate::event::bindings::{Transformer, TransformerPre};
 use crate::event::{ChangeEvent, Outcome, Timestamp};
@@ -250,6 +250,17 @@ pub struct WasmTransform {
 impl Transform for WasmTransform {
     fn digest(&self) -> &str {
         &self.compiled.digest
+    }
+
+    fn another(&self) -> Result<Box<dyn Transform>, InstanceError> {
+        let live = Live::start(&self.compiled, &self.config, self.limits)
+            .map_err(|e| InstanceError(e.to_string()))?;
+        Ok(Box::new(WasmTransform {
+            compiled: self.compiled.clone(),
+            config: Arc::clone(&self.config),
+            limits: self.limits,
+            live: Some(live),
+        }))
     }
 
     fn process(&mut self, events: &[ChangeEvent]) -> Result<Vec<Outcome>, BatchFailure> {

@@ -14,20 +14,10 @@ use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
 use crate::event::{ChangeEvent, Column, Operation, Row, Source, Timestamp, Value};
+use crate::model::KafkaRecord;
 
 /// Topic prefix of the connector's heartbeat messages (`topic.heartbeat.prefix` default).
 pub const HEARTBEAT_TOPIC_PREFIX: &str = "__debezium-heartbeat";
-
-/// A Kafka record as a source hands it over.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KafkaRecord {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp_ms: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-}
 
 /// What one Kafka record turned out to be.
 #[derive(Debug, Clone, PartialEq)]

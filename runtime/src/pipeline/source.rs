@@ -4,8 +4,7 @@ pub mod kafka;
 
 use std::collections::BTreeMap;
 
-use crate::batch::TopicPartition;
-use crate::decode::KafkaRecord;
+use crate::model::{KafkaRecord, TopicPartition};
 use crate::telemetry::Owned;
 
 /// Why the source failed: the broker's side, so the supervisor may retry.
@@ -21,12 +20,12 @@ pub trait Source {
         max: usize,
     ) -> impl Future<Output = Result<Option<Vec<KafkaRecord>>, SourceError>> + Send;
 
-    /// Records that everything before `next_offset` in `source` is durable.
+    /// Records, per partition, that everything before the offset is durable. `false` when
+    /// the broker refused (the partition moved to another owner), which is not fatal.
     fn commit(
         &mut self,
-        source: &TopicPartition,
-        next_offset: i64,
-    ) -> impl Future<Output = Result<(), SourceError>> + Send;
+        offsets: &[(TopicPartition, i64)],
+    ) -> impl Future<Output = Result<bool, SourceError>> + Send;
 
     /// Partitions taken away since the last call (a consumer-group rebalance): their open
     /// windows are abandoned, not written, because the next owner re-reads them.
@@ -75,13 +74,9 @@ impl Source for MemorySource {
         Ok((!batch.is_empty()).then_some(batch))
     }
 
-    async fn commit(
-        &mut self,
-        source: &TopicPartition,
-        next_offset: i64,
-    ) -> Result<(), SourceError> {
-        self.committed.insert(source.clone(), next_offset);
-        Ok(())
+    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<bool, SourceError> {
+        self.committed.extend(offsets.iter().cloned());
+        Ok(true)
     }
 
     fn len_hint(&self) -> Option<u64> {

@@ -12,10 +12,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::Transform;
-use super::sandbox::Loader;
+use crate::pipeline::sink::Sink;
+use crate::pipeline::transform::Transform;
+use crate::pipeline::transform::sandbox::Loader;
 use crate::registry::Registry;
-use crate::sink::Sink;
 use crate::telemetry::Telemetry;
 
 /// Where newer versions come from.
@@ -130,8 +130,8 @@ impl<K: Sink> Watcher<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::LocalDir;
-    use crate::transform::sandbox::{Limits, Sandbox};
+    use crate::pipeline::sink::LocalDir;
+    use crate::pipeline::transform::sandbox::{Limits, Sandbox};
     use wrt_tests::guest;
 
     /// `wrt run --watch`: a rebuilt file is loaded and handed over; a broken one is refused

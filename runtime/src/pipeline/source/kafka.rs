@@ -18,9 +18,8 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::{Source, SourceError};
-use crate::batch::TopicPartition;
 use crate::config::{KafkaAuth, KafkaSource, StartFrom};
-use crate::decode::KafkaRecord;
+use crate::model::{KafkaRecord, TopicPartition};
 use crate::telemetry::Owned;
 
 /// How long a poll waits for more records once it has some, to fill a batch.
@@ -58,7 +57,10 @@ impl Kafka {
             // Subscriptions by pattern notice new tables' topics quickly.
             .set("topic.metadata.refresh.interval.ms", "10000")
             // Statistics carry each partition's consumer lag, for the lag metric.
-            .set("statistics.interval.ms", "5000");
+            .set("statistics.interval.ms", "5000")
+            // librdkafka prefetches up to 64 MiB by default; the lanes keep up with far less,
+            // and the host's memory is bounded by what it buffers here.
+            .set("queued.max.messages.kbytes", "16384");
         let region = match &config.auth {
             KafkaAuth::None => None,
             KafkaAuth::MskIam { region } => {
@@ -124,22 +126,28 @@ impl Source for Kafka {
         }
     }
 
-    async fn commit(
-        &mut self,
-        source: &TopicPartition,
-        next_offset: i64,
-    ) -> Result<(), SourceError> {
-        let mut offsets = TopicPartitionList::new();
-        offsets
-            .add_partition_offset(&source.topic, source.partition, Offset::Offset(next_offset))
+    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<bool, SourceError> {
+        let mut list = TopicPartitionList::new();
+        for (source, next_offset) in offsets {
+            list.add_partition_offset(
+                &source.topic,
+                source.partition,
+                Offset::Offset(*next_offset),
+            )
             .map_err(|e| SourceError(Box::new(e)))?;
-        // A failed commit is not fatal: the objects are durable and their keys deterministic,
-        // so whoever re-reads the range rewrites the same objects.
-        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
-            tracing::warn!(topic = %source.topic, partition = source.partition, next_offset,
-                "offset commit failed ({e}); the range will be re-read and rewritten identically");
         }
-        Ok(())
+        // A failed commit is not fatal: the objects are durable, their keys deterministic and
+        // their markers kept, so whoever re-reads the range rewrites the same objects.
+        match self.consumer.commit(&list, CommitMode::Sync) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                tracing::warn!(
+                    partitions = offsets.len(),
+                    "offset commit failed ({e}); the range will be re-read and rewritten identically"
+                );
+                Ok(false)
+            }
+        }
     }
 
     fn revoked(&mut self) -> Vec<TopicPartition> {

@@ -4,49 +4,13 @@ use std::io::Write;
 
 use base64::Engine as _;
 use flate2::{Compression, write::GzEncoder};
-use serde::Serialize;
 use serde_json::json;
 
-use crate::decode::KafkaRecord;
-use crate::event::{Row, row_to_json};
+use crate::event::{LakeRow, Row};
+use crate::model::{KafkaRecord, Object, ObjectMeta, Reason, path_segment};
 
 /// Where dead letters go, apart from every destination.
 pub const DEAD_LETTER_PREFIX: &str = "_dead_letter";
-
-/// An object ready for the sink.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Object {
-    pub key: String,
-    pub body: Vec<u8>,
-    pub meta: ObjectMeta,
-}
-
-/// What an object holds, recorded beside it (S3 user metadata).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObjectMeta {
-    pub records: u64,
-    pub topic: String,
-    pub partition: i32,
-    /// The offsets of the first and last source records that contributed lines.
-    pub first_offset: i64,
-    pub last_offset: i64,
-    /// SHA-256 of the transform that produced the lines.
-    pub transform: String,
-}
-
-impl ObjectMeta {
-    /// As `x-amz-meta-*` pairs.
-    pub fn pairs(&self) -> [(&'static str, String); 6] {
-        [
-            ("wrt-records", self.records.to_string()),
-            ("wrt-topic", self.topic.clone()),
-            ("wrt-partition", self.partition.to_string()),
-            ("wrt-first-offset", self.first_offset.to_string()),
-            ("wrt-last-offset", self.last_offset.to_string()),
-            ("wrt-transform", self.transform.clone()),
-        ]
-    }
-}
 
 /// The parts of an object key that come from its window.
 pub struct ObjectName<'a> {
@@ -88,35 +52,59 @@ impl ObjectName<'_> {
     }
 }
 
-/// Lines for one object, with the offsets they came from.
-#[derive(Debug, Default)]
+/// One object's lines, gzipped as they arrive, with the offsets they came from. Rows are
+/// written straight into the compressed stream: a window holds its output compressed.
+#[derive(Default)]
 pub struct Buffer {
-    lines: Vec<u8>,
+    gz: Option<GzEncoder<Vec<u8>>>,
+    /// One line at a time, so the compressor sees whole lines rather than many tiny writes.
+    line: Vec<u8>,
     records: u64,
     first_offset: Option<i64>,
     last_offset: i64,
 }
 
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffer")
+            .field("records", &self.records)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Buffer {
+    /// Adds a line (without its newline).
     pub fn push(&mut self, offset: i64, line: &[u8]) {
-        self.lines.extend_from_slice(line);
-        self.lines.push(b'\n');
+        let gz = self
+            .gz
+            .get_or_insert_with(|| GzEncoder::new(Vec::new(), Compression::fast()));
+        // Writing into a Vec cannot fail.
+        gz.write_all(line).expect("compressing into memory");
+        gz.write_all(b"\n").expect("compressing into memory");
         self.records += 1;
         self.first_offset.get_or_insert(offset);
         self.last_offset = offset;
+    }
+
+    /// Adds an output row as a JSON line, rendered without a JSON tree.
+    pub fn push_row(&mut self, offset: i64, row: &Row) {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        serde_json::to_writer(&mut line, &LakeRow(row)).expect("a row always serializes");
+        self.push(offset, &line);
+        self.line = line;
     }
 
     pub fn is_empty(&self) -> bool {
         self.records == 0
     }
 
-    /// Gzips the lines. The gzip header carries no time, so equal lines give equal bytes.
+    /// Ends the gzip stream. The gzip header carries no time, so equal lines give equal
+    /// bytes.
     pub fn finish(self, key: String, name: &ObjectName<'_>) -> Result<Object, std::io::Error> {
-        let mut gz = GzEncoder::new(
-            Vec::with_capacity(self.lines.len() / 4),
-            Compression::fast(),
-        );
-        gz.write_all(&self.lines)?;
+        let gz = self
+            .gz
+            .unwrap_or_else(|| GzEncoder::new(Vec::new(), Compression::fast()));
         Ok(Object {
             key,
             body: gz.finish()?,
@@ -130,21 +118,6 @@ impl Buffer {
             },
         })
     }
-}
-
-/// One output row as a JSON line.
-pub fn output_line(row: &Row) -> Vec<u8> {
-    serde_json::to_vec(&row_to_json(row)).expect("a JSON map always serializes")
-}
-
-/// Why a record was dead-lettered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Reason {
-    /// `decode` or `transform`.
-    pub stage: &'static str,
-    /// A class: `malformed`, `rejected` (the transform's own error), `trap`, `timeout`, ...
-    pub kind: String,
-    pub message: String,
 }
 
 /// A dead letter: the reason, where the record came from, and the record itself so it can
@@ -173,35 +146,9 @@ fn payload_json(bytes: &[u8]) -> serde_json::Value {
     }
 }
 
-/// Escapes a key segment Hive-style: anything but `[A-Za-z0-9._-]` becomes `%XX`, and a
-/// segment that would be `.` or `..` is escaped too, so no name can climb out of its prefix.
-pub fn path_segment(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for byte in raw.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => out.push(byte as char),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    if out.is_empty() || out.bytes().all(|b| b == b'.') {
-        return out.replace('.', "%2E") + "_";
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn path_segments_cannot_escape() {
-        assert_eq!(path_segment("orders"), "orders");
-        assert_eq!(path_segment("a/b"), "a%2Fb");
-        assert_eq!(path_segment("x=y z"), "x%3Dy%20z");
-        assert_eq!(path_segment(".."), "%2E%2E_");
-        assert_eq!(path_segment(""), "_");
-        assert_eq!(path_segment("Zoë"), "Zo%C3%AB");
-    }
 
     #[test]
     fn keys_are_deterministic_and_sort_by_offset() {
@@ -238,6 +185,10 @@ mod tests {
         };
         let (a, b) = (object(), object());
         assert_eq!(a, b);
+        // Line by line into the stream gives the bytes of one write of all the lines.
+        let mut whole = GzEncoder::new(Vec::new(), Compression::fast());
+        whole.write_all(b"{\"a\":1}\n{\"a\":2}\n").unwrap();
+        assert_eq!(a.body, whole.finish().unwrap());
         assert_eq!(
             (a.meta.first_offset, a.meta.last_offset, a.meta.records),
             (5, 9, 2)

@@ -4,7 +4,6 @@
 //! `bench/`) plug into the same [`Transform`] trait so they can be measured side by side.
 
 pub mod sandbox;
-pub mod watch;
 
 use tokio::sync::mpsc;
 
@@ -20,13 +19,32 @@ pub trait Transform: Send {
     /// `Err` means the whole call failed (trap, timeout, memory cap) and the transform
     /// has already recovered for the next batch.
     fn process(&mut self, events: &[ChangeEvent]) -> Result<Vec<Outcome>, BatchFailure>;
+
+    /// Another instance of the same code, started and initialised, for another lane: its
+    /// own state, the same outputs for the same events.
+    fn another(&self) -> Result<Box<dyn Transform>, InstanceError>;
 }
 
+/// Why another instance of a transform that already runs could not be started.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("starting another instance of the transform: {0}")]
+pub struct InstanceError(pub String);
+
 /// The transform a pipeline runs, and the newer versions that arrive while it runs
-/// ([`watch`]), which the pipeline switches to at a batch boundary.
+/// ([`crate::registry::watch`]), which the pipeline switches to at a batch boundary.
 pub struct Current {
     pub transform: Box<dyn Transform>,
-    newer: Option<mpsc::Receiver<Box<dyn Transform>>>,
+    pub versions: Versions,
+}
+
+/// Where newer versions of a running transform arrive, loaded and initialised.
+pub struct Versions(Option<mpsc::Receiver<Box<dyn Transform>>>);
+
+impl Versions {
+    /// A newer version, if one is ready.
+    pub fn ready(&mut self) -> Option<Box<dyn Transform>> {
+        self.0.as_mut()?.try_recv().ok()
+    }
 }
 
 impl Current {
@@ -34,24 +52,19 @@ impl Current {
     pub fn fixed(transform: Box<dyn Transform>) -> Current {
         Current {
             transform,
-            newer: None,
+            versions: Versions(None),
         }
     }
 
-    /// A transform replaced by whatever arrives on `newer`, loaded and initialised.
+    /// A transform replaced by whatever arrives on `newer`.
     pub fn watched(
         transform: Box<dyn Transform>,
         newer: mpsc::Receiver<Box<dyn Transform>>,
     ) -> Current {
         Current {
             transform,
-            newer: Some(newer),
+            versions: Versions(Some(newer)),
         }
-    }
-
-    /// A newer version, if one is ready.
-    pub fn newer(&mut self) -> Option<Box<dyn Transform>> {
-        self.newer.as_mut()?.try_recv().ok()
     }
 }
 

@@ -8,7 +8,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use super::{ConditionalError, Expect, Sink, SinkError};
 use crate::config::S3Sink;
-use crate::encode::Object;
+use crate::model::Object;
 
 /// A bucket, with every key under a prefix.
 #[derive(Debug, Clone)]
