@@ -132,12 +132,22 @@ impl Sink for LocalDir {
             path: path.clone(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io)?;
-        }
         // Write, sync, rename: a reader sees the old object or the whole new one.
         let tmp = path.with_extension("partial");
-        let file = tokio::fs::File::create(&tmp).await.map_err(io)?;
+        let mut attempts = 0;
+        let file = loop {
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await.map_err(io)?;
+            }
+            match tokio::fs::File::create(&tmp).await {
+                // A concurrent delete of the folder's last object removed the folder between
+                // the two steps (writers run side by side): make it again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 5 => {
+                    attempts += 1;
+                }
+                created => break created.map_err(io)?,
+            }
+        };
         let mut file = tokio::io::BufWriter::new(file);
         tokio::io::AsyncWriteExt::write_all(&mut file, &object.body)
             .await
