@@ -47,7 +47,7 @@ use crate::model::{KafkaRecord, Reason, TopicPartition};
 use crate::telemetry::Telemetry;
 use batch::{Batcher, PartitionTemplate, Rotation, Window};
 use commit::{Committer, Sealed, Written};
-use decode::{Decoded, SchemaChange};
+use decode::{Decoded, Decoder, SchemaChange};
 use sink::{Sink, SinkError};
 use source::{Source, SourceError};
 use transform::{Current, InstanceError, Transform};
@@ -541,6 +541,7 @@ fn start_lanes<K: Sink + Clone + Send + Sync + 'static>(
                     options.template.clone(),
                     transform.digest(),
                 ),
+                decoder: Decoder::default(),
                 transform,
                 next: None,
                 shared: shared.clone(),
@@ -607,6 +608,7 @@ impl Lane {
 
 /// A lane's own thread: decode, transform, encode and batch for the partitions it owns.
 struct LaneWorker<K> {
+    decoder: Decoder,
     transform: Box<dyn Transform>,
     /// A version to switch to at the next batch boundary that replays no window.
     next: Option<Box<dyn Transform>>,
@@ -660,7 +662,7 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
     /// Decode, transform and window one batch, in offset order, so windows close at the
     /// same records on every replay.
     fn records(&mut self, records: &[KafkaRecord]) -> Result<(), PipelineError> {
-        let transformed = transform_records(records, self.transform.as_mut());
+        let transformed = transform_records(records, &mut self.decoder, self.transform.as_mut());
         let telemetry = Arc::clone(&self.shared.telemetry);
         if let Some(took) = transformed.call_time {
             telemetry.transform_call(transformed.change_events as usize, took);
@@ -785,13 +787,18 @@ pub struct Transformed {
 }
 
 /// Decodes `records` and runs the change events through `transform` in one call.
-/// `wrt test` prints what each record became; `run` batches it.
-pub fn transform_records(records: &[KafkaRecord], transform: &mut dyn Transform) -> Transformed {
+/// `wrt test` prints what each record became; `run` batches it. Keep one `decoder` per stream:
+/// it compiles each schema once.
+pub fn transform_records(
+    records: &[KafkaRecord],
+    decoder: &mut Decoder,
+    transform: &mut dyn Transform,
+) -> Transformed {
     let mut emitted: Vec<Vec<Emit>> = Vec::with_capacity(records.len());
     let mut events = Vec::with_capacity(records.len());
     let mut event_slots = Vec::with_capacity(records.len());
     for record in records {
-        let emit = match decode::decode(record) {
+        let emit = match decoder.decode(record) {
             Ok(Decoded::Change(event)) => {
                 event_slots.push(emitted.len());
                 events.push(event);

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use wrt::event::{ChangeEvent, Column, Operation, Source, Timestamp, Value};
+use wrt::pipeline::decode::Decoder;
 use wrt::pipeline::transform::sandbox::{Limits, LoadError, Sandbox, WasmTransform};
 use wrt::pipeline::transform::{FailureKind, Transform};
 use wrt::pipeline::{Emit, transform_records};
@@ -134,7 +135,7 @@ fn assert_stopped(attack: &str, limits: Limits, kind: FailureKind, reason: &str)
         .map(|(table, id)| record_for(&event(table, id)))
         .collect();
     let started = Instant::now();
-    let transformed = transform_records(&records, &mut transform);
+    let transformed = transform_records(&records, &mut Decoder::default(), &mut transform);
     let took = started.elapsed();
     assert!(transformed.failed_call);
     assert_eq!(transformed.emitted.len(), 3);

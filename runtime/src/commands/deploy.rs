@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use wrt::config::{PipelineConfig, SinkConfig};
+use wrt::pipeline::decode::Decoder;
 use wrt::pipeline::sink::{LocalDir, Sink};
 use wrt::pipeline::source;
 use wrt::pipeline::transform::Transform;
@@ -153,8 +154,9 @@ fn try_events(
         .with_context(|| format!("reading events from {}", path.display()))?;
     let records = source::records_from_jsonl(&text);
     let mut failures = Vec::new();
+    let mut decoder = Decoder::default();
     for chunk in records.chunks(batch_size.max(1)) {
-        let transformed = pipeline::transform_records(chunk, transform);
+        let transformed = pipeline::transform_records(chunk, &mut decoder, transform);
         for (record, emits) in chunk.iter().zip(transformed.emitted) {
             for emit in emits {
                 if let Emit::DeadLetter(reason) = emit

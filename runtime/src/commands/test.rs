@@ -5,6 +5,7 @@ use anyhow::Context;
 use serde_json::json;
 use wrt::event::row_to_json;
 use wrt::model::KafkaRecord;
+use wrt::pipeline::decode::Decoder;
 use wrt::pipeline::source;
 use wrt::pipeline::{self, Emit};
 
@@ -50,8 +51,9 @@ impl Test {
         let mut transform = self.transform.load(&self.config)?;
 
         let mut actual = String::new();
+        let mut decoder = Decoder::default();
         for chunk in records.chunks(self.batch_size) {
-            let transformed = pipeline::transform_records(chunk, &mut transform);
+            let transformed = pipeline::transform_records(chunk, &mut decoder, &mut transform);
             for (record, emits) in chunk.iter().zip(transformed.emitted) {
                 for emit in emits {
                     actual.push_str(&emit_line(record, &emit));

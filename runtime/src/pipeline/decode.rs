@@ -3,6 +3,9 @@
 //! Both converter shapes are accepted: `schemas.enable=true` (`{"schema": …, "payload": …}`),
 //! where each column is decoded by its Connect type and logical name, and schemaless, where
 //! column values are typed from the JSON alone.
+//!
+//! [`decode`] is the reference; [`Decoder`] gives the same results with each distinct schema
+//! compiled once, for the data path.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,6 +18,9 @@ use serde_json::{Map, Value as Json};
 
 use crate::event::{ChangeEvent, Column, Operation, Row, Source, Timestamp, Value};
 use crate::model::KafkaRecord;
+
+mod plan;
+pub use plan::Decoder;
 
 /// Topic prefix of the connector's heartbeat messages (`topic.heartbeat.prefix` default).
 pub const HEARTBEAT_TOPIC_PREFIX: &str = "__debezium-heartbeat";
@@ -510,15 +516,9 @@ impl Col<'_> {
     }
 
     fn float(&self) -> Result<f64, DecodeError> {
-        // Jackson writes non-finite doubles as quoted strings.
         match self.value {
             Json::Number(n) => n.as_f64().ok_or_else(|| self.wrong()),
-            Json::String(s) => match s.as_str() {
-                "NaN" => Ok(f64::NAN),
-                "Infinity" => Ok(f64::INFINITY),
-                "-Infinity" => Ok(f64::NEG_INFINITY),
-                _ => Err(self.wrong()),
-            },
+            Json::String(s) => non_finite(s).ok_or_else(|| self.wrong()),
             _ => Err(self.wrong()),
         }
     }
@@ -544,37 +544,55 @@ impl Col<'_> {
         })
     }
 
-    /// Decimal text, refusing sizes no database produces: they would only cost time and memory.
     fn decimal(&self, unscaled: Vec<u8>, scale: i64) -> Result<Value, DecodeError> {
-        const MAX_BYTES: usize = 1024;
-        const MAX_SCALE: i64 = 1024;
-        match i32::try_from(scale) {
-            Ok(scale) if unscaled.len() <= MAX_BYTES && i64::from(scale).abs() <= MAX_SCALE => {
-                Ok(Value::Decimal(decimal_text(&unscaled, scale)))
-            }
-            _ => Err(self.out_of_range()),
-        }
+        decimal_value(&unscaled, scale).ok_or_else(|| self.out_of_range())
     }
 
     fn zoned(&self) -> Result<Timestamp, DecodeError> {
         let text = self.value.as_str().ok_or_else(|| self.wrong())?;
-        let parsed = chrono::DateTime::parse_from_rfc3339(text).map_err(|e| {
+        zoned_timestamp(text).map_err(|e| {
             self.mismatch(format!(
                 "{}, which is not an ISO-8601 timestamp with offset ({e})",
                 describe(self.value)
             ))
-        })?;
-        // chrono reports a leap second as nanos >= 1e9; the WIT keeps nanos below that.
-        let (seconds, nanos) = (parsed.timestamp(), parsed.timestamp_subsec_nanos());
-        Ok(if nanos >= NANOS as u32 {
-            Timestamp {
-                seconds: seconds + 1,
-                nanos: nanos - NANOS as u32,
-            }
-        } else {
-            Timestamp { seconds, nanos }
         })
     }
+}
+
+/// Jackson writes non-finite doubles as quoted strings.
+fn non_finite(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
+/// Decimal text, refusing sizes no database produces: they would only cost time and memory.
+fn decimal_value(unscaled: &[u8], scale: i64) -> Option<Value> {
+    const MAX_BYTES: usize = 1024;
+    const MAX_SCALE: i64 = 1024;
+    match i32::try_from(scale) {
+        Ok(scale) if unscaled.len() <= MAX_BYTES && i64::from(scale).abs() <= MAX_SCALE => {
+            Some(Value::Decimal(decimal_text(unscaled, scale)))
+        }
+        _ => None,
+    }
+}
+
+fn zoned_timestamp(text: &str) -> Result<Timestamp, chrono::ParseError> {
+    let parsed = chrono::DateTime::parse_from_rfc3339(text)?;
+    // chrono reports a leap second as nanos >= 1e9; the WIT keeps nanos below that.
+    let (seconds, nanos) = (parsed.timestamp(), parsed.timestamp_subsec_nanos());
+    Ok(if nanos >= NANOS as u32 {
+        Timestamp {
+            seconds: seconds + 1,
+            nanos: nanos - NANOS as u32,
+        }
+    } else {
+        Timestamp { seconds, nanos }
+    })
 }
 
 /// `count` units of `1/per_second` s since the epoch. Euclidean division keeps `nanos`
