@@ -173,7 +173,7 @@ fn plan_on_an_empty_account_lists_everything_in_dependency_order() {
     );
     // The library's snapshot of the same plan: the binary must print exactly that.
     let snapshot = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../infra/tests/snapshots/plan-empty-account.txt");
+        .join("../../infra/tests/snapshots/plan-empty-account.txt");
     assert_eq!(plan, std::fs::read_to_string(snapshot).unwrap());
 }
 

@@ -64,7 +64,7 @@ impl Lang {
     fn files(self) -> &'static [(&'static str, &'static str)] {
         macro_rules! template {
             ($($path:literal),+) => {
-                &[$(($path, include_str!(concat!("../../../sdk/templates/", $path)))),+]
+                &[$(($path, include_str!(concat!("../../../../sdk/templates/", $path)))),+]
             };
         }
         match self {
@@ -81,21 +81,21 @@ impl Lang {
 const COMMON: &[(&str, &str)] = &[
     (
         "README.md",
-        include_str!("../../../sdk/templates/README.md"),
+        include_str!("../../../../sdk/templates/README.md"),
     ),
     (
         "tests/events.jsonl",
-        include_str!("../../../sdk/templates/tests/events.jsonl"),
+        include_str!("../../../../sdk/templates/tests/events.jsonl"),
     ),
     (
         "tests/expected.jsonl",
-        include_str!("../../../sdk/templates/tests/expected.jsonl"),
+        include_str!("../../../../sdk/templates/tests/expected.jsonl"),
     ),
 ];
 
 /// The SDK of the clone this binary was built from.
 fn default_sdk() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk")
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk")
 }
 
 impl New {
