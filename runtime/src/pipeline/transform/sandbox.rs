@@ -5,22 +5,32 @@
 //! imports. What it cannot take: more memory than [`Limits::memory`] (the growing call traps)
 //! or more than [`Limits::call_timeout`] of one call (an epoch deadline interrupts it).
 //! After a failed call the instance is dropped and a fresh one is made for the next batch.
+//!
+//! Nothing a guest can observe besides its input varies between runs, because a replay must
+//! rewrite the same bytes: WASI `random` (secure and insecure) answers from generators
+//! seeded by the component's digest and the batch's first source position, `insecure-seed`
+//! from the digest alone, and `monotonic-clock` is virtual: it moves [`CLOCK_STEP`] per
+//! reading and jumps to a timer's deadline when the guest waits on it, never with real time.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasData, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
+use wasmtime_wasi::p2::bindings::random::{insecure, insecure_seed, random};
+use wasmtime_wasi::p2::{DynPollable, Pollable};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::{BatchFailure, FailureKind, InstanceError, Transform};
 use crate::event::bindings::wrt::transform::{clock, config, logging, types};
 use crate::event::bindings::{Transformer, TransformerPre};
-use crate::event::{ChangeEvent, Outcome, Timestamp};
+use crate::event::{ChangeEvent, Outcome, Source, Timestamp};
 
 /// How often the epoch advances: the resolution of the per-call CPU deadline.
 const TICK: Duration = Duration::from_millis(10);
@@ -99,6 +109,7 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         let world_error = |e: wasmtime::Error| LoadError::World(format!("{e:#}"));
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(world_error)?;
+        add_deterministic_wasi(&mut linker).map_err(world_error)?;
         Transformer::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(world_error)?;
         Ok(Sandbox {
@@ -210,6 +221,21 @@ fn spawn_epoch_ticker(engine: &Engine) {
         .expect("spawning the epoch thread");
 }
 
+/// Replaces WASI's live randomness and monotonic clock, which `add_to_linker_sync` wired to
+/// the host's, with [`DeterministicRandom`] and [`VirtualClock`].
+fn add_deterministic_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    random::add_to_linker::<_, HasSelf<DeterministicRandom>>(linker, |s| &mut s.random)?;
+    insecure::add_to_linker::<_, HasSelf<DeterministicRandom>>(linker, |s| &mut s.random)?;
+    insecure_seed::add_to_linker::<_, HasSelf<DeterministicRandom>>(linker, |s| &mut s.random)?;
+    monotonic_clock::add_to_linker::<_, VirtualClocks>(linker, |s| VirtualClockView {
+        clock: &s.clock,
+        table: &mut s.table,
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
 fn deadline_ticks(limits: Limits) -> u64 {
     (limits.call_timeout.as_millis().div_ceil(TICK.as_millis()) as u64).max(1)
 }
@@ -277,10 +303,12 @@ impl Transform for WasmTransform {
             .iter()
             .map(|e| e.commit_time)
             .max_by_key(|t| (t.seconds, t.nanos));
-        live.store.data_mut().watermark = watermark.unwrap_or(Timestamp {
+        let state = live.store.data_mut();
+        state.watermark = watermark.unwrap_or(Timestamp {
             seconds: 0,
             nanos: 0,
         });
+        state.random.begin_batch(events.first().map(|e| &e.source));
         live.arm_deadline(self.limits);
         let result = live
             .bindings
@@ -334,6 +362,8 @@ impl Live {
                 seconds: 0,
                 nanos: 0,
             },
+            random: DeterministicRandom::new(&compiled.digest),
+            clock: VirtualClock::default(),
             digest: compiled.digest[..12].to_string(),
         };
         let mut store = Store::new(compiled.pre.engine(), state);
@@ -392,6 +422,10 @@ struct HostState {
     config: Arc<TransformConfig>,
     /// The `clock.now` answer for the current batch.
     watermark: Timestamp,
+    /// The WASI `random` and `insecure-seed` answers.
+    random: DeterministicRandom,
+    /// The WASI `monotonic-clock`.
+    clock: VirtualClock,
     /// Short digest, to tell guests apart in the log.
     digest: String,
 }
@@ -487,5 +521,228 @@ impl HostWallClock for Epoch1970 {
 
     fn now(&self) -> Duration {
         Duration::ZERO
+    }
+}
+
+/// WASI randomness that a replay draws again: each batch starts fresh generators seeded by
+/// the component's digest and the batch's first source position, so the same batch draws
+/// the same numbers however many batches the instance ran before. Not for secrets: anyone
+/// who knows the digest and the positions can compute every number (and the sandbox holds
+/// no secret a guest could protect with them).
+struct DeterministicRandom {
+    digest: String,
+    secure: ByteStream,
+    insecure: ByteStream,
+    /// `insecure-seed`: one value per component, because language runtimes read it once to
+    /// key their hash tables, in whichever batch comes first.
+    seed: (u64, u64),
+}
+
+impl DeterministicRandom {
+    /// The generators for instantiation and `init`, which see no event.
+    fn new(digest: &str) -> Self {
+        let seed = ByteStream::new("insecure-seed", digest, b"").next_u64_pair();
+        DeterministicRandom {
+            digest: digest.to_string(),
+            secure: ByteStream::new("random", digest, b"start"),
+            insecure: ByteStream::new("insecure", digest, b"start"),
+            seed,
+        }
+    }
+
+    /// Reseeds both generators for a batch that begins at `first`.
+    fn begin_batch(&mut self, first: Option<&Source>) {
+        let mut scope = Vec::new();
+        if let Some(source) = first {
+            for part in [source.topic.as_bytes(), &source.partition.to_be_bytes()] {
+                scope.extend_from_slice(&(part.len() as u64).to_be_bytes());
+                scope.extend_from_slice(part);
+            }
+            scope.extend_from_slice(&source.offset.to_be_bytes());
+        }
+        self.secure = ByteStream::new("random", &self.digest, &scope);
+        self.insecure = ByteStream::new("insecure", &self.digest, &scope);
+    }
+}
+
+impl random::Host for DeterministicRandom {
+    fn get_random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
+        self.secure.bytes(len)
+    }
+
+    fn get_random_u64(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.secure.next_u64())
+    }
+}
+
+impl insecure::Host for DeterministicRandom {
+    fn get_insecure_random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
+        self.insecure.bytes(len)
+    }
+
+    fn get_insecure_random_u64(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.insecure.next_u64())
+    }
+}
+
+impl insecure_seed::Host for DeterministicRandom {
+    fn insecure_seed(&mut self) -> wasmtime::Result<(u64, u64)> {
+        Ok(self.seed)
+    }
+}
+
+/// SHA-256 in counter mode over a labelled key: a generator whose output is fixed by its
+/// inputs in every wrt version and on every platform, with no dependency to pin.
+struct ByteStream {
+    key: [u8; 32],
+    counter: u64,
+    block: [u8; 32],
+    used: usize,
+}
+
+impl ByteStream {
+    fn new(label: &str, digest: &str, scope: &[u8]) -> Self {
+        let mut key = Sha256::new();
+        for part in [
+            b"wrt/v1".as_slice(),
+            label.as_bytes(),
+            digest.as_bytes(),
+            scope,
+        ] {
+            key.update((part.len() as u64).to_be_bytes());
+            key.update(part);
+        }
+        ByteStream {
+            key: key.finalize().into(),
+            counter: 0,
+            block: [0; 32],
+            used: 32,
+        }
+    }
+
+    fn fill(&mut self, mut out: &mut [u8]) {
+        while !out.is_empty() {
+            if self.used == self.block.len() {
+                let mut block = Sha256::new();
+                block.update(self.key);
+                block.update(self.counter.to_be_bytes());
+                self.block = block.finalize().into();
+                self.counter += 1;
+                self.used = 0;
+            }
+            let n = out.len().min(self.block.len() - self.used);
+            out[..n].copy_from_slice(&self.block[self.used..self.used + n]);
+            self.used += n;
+            out = &mut out[n..];
+        }
+    }
+
+    /// `len` bytes, refusing what `wasmtime-wasi` refuses so a guest cannot make the host
+    /// allocate without bound.
+    fn bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
+        let max = wasmtime_wasi::random::DEFAULT_MAX_SIZE;
+        if len > max {
+            wasmtime::bail!("requested {len} random bytes, more than the limit of {max}");
+        }
+        let mut out = vec![0; len as usize];
+        self.fill(&mut out);
+        Ok(out)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut word = [0; 8];
+        self.fill(&mut word);
+        u64::from_le_bytes(word)
+    }
+
+    fn next_u64_pair(&mut self) -> (u64, u64) {
+        (self.next_u64(), self.next_u64())
+    }
+}
+
+/// How far the virtual monotonic clock moves per reading, and so its resolution: readings
+/// strictly increase (a runtime waiting for the clock to move gets on), yet say nothing
+/// about how long the guest really ran.
+const CLOCK_STEP: u64 = 1_000;
+
+/// WASI's monotonic clock as the host decides it, in nanoseconds from the instance's start:
+/// [`CLOCK_STEP`] per reading, and a timer's deadline when the guest waits on it, so a
+/// runtime that polls or sleeps (Go's scheduler) still sees time pass, deterministically.
+/// Shared with the timers the guest holds, which move it when they are waited on.
+#[derive(Clone, Default)]
+struct VirtualClock(Arc<AtomicU64>);
+
+impl VirtualClock {
+    fn read(&self) -> u64 {
+        self.0.fetch_add(CLOCK_STEP, Ordering::Relaxed) + CLOCK_STEP
+    }
+
+    fn peek(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn advance_to(&self, instant: u64) {
+        self.0.fetch_max(instant, Ordering::Relaxed);
+    }
+}
+
+/// What the `monotonic-clock` host functions work on.
+struct VirtualClockView<'a> {
+    clock: &'a VirtualClock,
+    table: &'a mut ResourceTable,
+}
+
+struct VirtualClocks;
+
+impl HasData for VirtualClocks {
+    type Data<'a> = VirtualClockView<'a>;
+}
+
+impl monotonic_clock::Host for VirtualClockView<'_> {
+    fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        Ok(self.clock.read())
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
+        Ok(CLOCK_STEP)
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        when: monotonic_clock::Instant,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        self.timer(when)
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        duration: monotonic_clock::Duration,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        self.timer(self.clock.peek().saturating_add(duration))
+    }
+}
+
+impl VirtualClockView<'_> {
+    fn timer(&mut self, deadline: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        let timer = self.table.push(Timer {
+            clock: self.clock.clone(),
+            deadline,
+        })?;
+        wasmtime_wasi::p2::subscribe(self.table, timer)
+    }
+}
+
+/// A pollable for a virtual instant: ready as soon as it is polled, when the clock jumps to
+/// its deadline (if not already past it). Nothing else can move virtual time, so waiting in
+/// real time would only stall the guest.
+struct Timer {
+    clock: VirtualClock,
+    deadline: u64,
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Timer {
+    async fn ready(&mut self) {
+        self.clock.advance_to(self.deadline);
     }
 }
