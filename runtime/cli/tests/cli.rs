@@ -361,3 +361,157 @@ fn deploys_and_rollbacks_move_the_registry_pointer() {
     });
     assert_eq!(version.as_deref(), Some("\"v2\""));
 }
+
+/// A guest drawing on each source of non-determinism besides its input (std's keyed
+/// hashing, WASI `random`, the monotonic clock; `tests/guests/entropy`) prints the same
+/// bytes on every `wrt test` and writes the same objects on every `wrt run`.
+#[test]
+fn a_guest_drawing_on_entropy_gives_the_same_bytes_on_every_run() {
+    let entropy = guest("entropy");
+    let entropy = entropy.to_str().unwrap();
+    let (_, events, _) = example("pii-mask");
+    for (source, column) in [
+        ("hash", "keyed_hash"),
+        ("random", "random"),
+        ("clock", "slept_ns"),
+    ] {
+        let config = format!("source={source}");
+        let test = || {
+            let out = wrt(
+                &["test", entropy, "--events", &events, "--config", &config],
+                &repo_root(),
+            );
+            assert!(out.status.success(), "{source}: {}", text(&out.stderr));
+            text(&out.stdout)
+        };
+        let printed = test();
+        assert_eq!(printed.lines().count(), 17, "{source}: {printed}");
+        assert!(printed.contains(&format!("\"{column}\":")), "{source}");
+        assert_eq!(
+            test(),
+            printed,
+            "{source}: a second `wrt test` printed other bytes"
+        );
+
+        let run = || {
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("lake");
+            let ran = wrt(
+                &[
+                    "run",
+                    entropy,
+                    "--set",
+                    &config,
+                    "--out",
+                    out.to_str().unwrap(),
+                ],
+                dir.path(),
+            );
+            assert!(ran.status.success(), "{source}: {}", text(&ran.stderr));
+            wrt_tests::files(&out)
+        };
+        let objects = run();
+        assert!(
+            objects.keys().any(|k| k.starts_with("customers/")),
+            "{source}: {:?}",
+            objects.keys()
+        );
+        assert!(
+            objects == run(),
+            "{source}: a second `wrt run` wrote other objects"
+        );
+    }
+}
+
+/// `wrt test --check-replay` passes a guest whose draws are fixed by the batch, and
+/// refuses one whose output depends on what the instance did before: std bumps the key of
+/// each new `RandomState`, so a hash made in a call depends on the calls before it.
+#[test]
+fn check_replay_refuses_output_that_depends_on_earlier_calls() {
+    let entropy = guest("entropy");
+    let (_, events, _) = example("pii-mask");
+    let check = |source: &str| {
+        let config = format!("source={source}");
+        let args = [
+            "test",
+            entropy.to_str().unwrap(),
+            "--events",
+            &events,
+            "--config",
+            &config,
+            "--check-replay",
+        ];
+        wrt(&args, &repo_root())
+    };
+    for source in ["random", "clock"] {
+        let out = check(source);
+        assert!(out.status.success(), "{source}: {}", text(&out.stderr));
+    }
+    let out = check("hash");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the output depends on earlier calls: event shop.shop.customers/2/0: column `keyed_hash` was \"")
+            && stderr.contains("on the same instance again"),
+        "{stderr}"
+    );
+}
+
+/// `wrt deploy --events` ships a guest that keeps a cache (the same output either way) and
+/// refuses one that keeps a counter, naming the first differing event and field.
+#[test]
+fn deploy_refuses_a_guest_whose_output_depends_on_earlier_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let stateful = guest("stateful");
+    let (_, events, _) = example("pii-mask");
+    let deploy = |keep: &str| {
+        let config = dir.path().join(format!("{keep}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "name = \"{keep}\"\n[source]\nkind = \"sample\"\n[transform]\npath = \"{}\"\n\
+                 [transform.config]\nkeep = \"{keep}\"\n\
+                 [sink]\nkind = \"local\"\npath = \"lake\"\n[registry]\n",
+                stateful.display()
+            ),
+        )
+        .unwrap();
+        let args = [
+            "deploy",
+            stateful.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            &events,
+            "--by",
+            "tester",
+        ];
+        wrt(&args, dir.path())
+    };
+
+    let out = deploy("cache");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("and the same again on a used and on a fresh instance"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = deploy("counter");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("nothing was shipped")
+            && stderr.contains(
+                "the output depends on earlier calls: event shop.shop.customers/2/0: \
+                 column `n` was 1 on a fresh instance, 14 on the same instance again"
+            ),
+        "{stderr}"
+    );
+    let pipelines = wrt_tests::files(&dir.path().join("lake"));
+    assert!(
+        pipelines.keys().all(|key| !key.contains("/counter/")),
+        "a refused version is not stored: {:?}",
+        pipelines.keys()
+    );
+}

@@ -5,15 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use wrt::config::{PipelineConfig, SinkConfig};
-use wrt::pipeline::decode::Decoder;
+use wrt::pipeline::Emit;
 use wrt::pipeline::sink::{LocalDir, Sink};
 use wrt::pipeline::source;
-use wrt::pipeline::transform::Transform;
 use wrt::pipeline::transform::sandbox::WasmTransform;
-use wrt::pipeline::{self, Emit};
 use wrt::registry::{Action, Registry, RegistryError, Seen, rollback_target};
 
-use super::{read_component, s3_sink, section_loader};
+use super::{read_component, replay, s3_sink, section_loader};
 
 /// Which pipeline's registry, found through its configuration.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,7 +64,8 @@ impl Target {
 ///
 /// The component must implement the WIT world and initialise with the pipeline's transform
 /// configuration; with --events it must also process them without a trap or a rejected
-/// event. Only then is it uploaded (by content digest) and the pipeline's pointer moved, by
+/// event, and give the same output again on the same instance and on a fresh one that takes
+/// the batches in reverse order (hosts replay from a fresh instance). Only then is it uploaded (by content digest) and the pipeline's pointer moved, by
 /// a conditional write on the version read when the deploy began: if another deploy moved
 /// it meanwhile, this one fails with a conflict and changes nothing.
 #[derive(Debug, clap::Args)]
@@ -81,7 +80,8 @@ pub struct Deploy {
     target: Target,
 
     /// Run the component on these events first (JSON Lines, as `wrt sample` writes) and
-    /// refuse to ship it if any call traps or any event is rejected.
+    /// refuse to ship it if any call traps, any event is rejected, or a second pass gives
+    /// other output.
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
 
@@ -143,9 +143,10 @@ impl RegistryCommand for Deploy {
     }
 }
 
-/// Runs `events` through the transform; an error names the first failures.
+/// Runs `events` through the transform, then checks that a replay gives the same output
+/// ([`replay::check`]); an error names the first failures or the first difference.
 fn try_events(
-    transform: &mut dyn Transform,
+    transform: &mut WasmTransform,
     path: &std::path::Path,
     batch_size: usize,
     allow_rejected: bool,
@@ -153,42 +154,42 @@ fn try_events(
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading events from {}", path.display()))?;
     let records = source::records_from_jsonl(&text);
+    let batch_size = batch_size.max(1);
+    let emitted = replay::run_batches(&records, batch_size, transform);
     let mut failures = Vec::new();
-    let mut decoder = Decoder::default();
-    for chunk in records.chunks(batch_size.max(1)) {
-        let transformed = pipeline::transform_records(chunk, &mut decoder, transform);
-        for (record, emits) in chunk.iter().zip(transformed.emitted) {
-            for emit in emits {
-                if let Emit::DeadLetter(reason) = emit
-                    && reason.stage == "transform"
-                    && !(allow_rejected && reason.kind == "rejected")
-                {
-                    failures.push(format!(
-                        "{}/{}/{}: {}: {}",
-                        record.topic, record.partition, record.offset, reason.kind, reason.message
-                    ));
-                }
+    for (record, emits) in records.iter().zip(&emitted) {
+        for emit in emits {
+            if let Emit::DeadLetter(reason) = emit
+                && reason.stage == "transform"
+                && !(allow_rejected && reason.kind == "rejected")
+            {
+                failures.push(format!(
+                    "{}/{}/{}: {}: {}",
+                    record.topic, record.partition, record.offset, reason.kind, reason.message
+                ));
             }
         }
     }
-    if failures.is_empty() {
-        println!(
-            "ok: {} events from {} ran without an error",
-            records.len(),
-            path.display()
-        );
-        return Ok(());
+    if !failures.is_empty() {
+        let shown: Vec<&String> = failures.iter().take(3).collect();
+        bail!(
+            "{} of the events failed in the transform, e.g.:\n  {}",
+            failures.len(),
+            shown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )
     }
-    let shown: Vec<&String> = failures.iter().take(3).collect();
-    bail!(
-        "{} of the events failed in the transform, e.g.:\n  {}",
-        failures.len(),
-        shown
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n  ")
-    )
+    replay::check(&records, batch_size, &emitted, transform)?;
+    println!(
+        "ok: {} events from {} ran without an error, and the same again on a used and on a \
+         fresh instance",
+        records.len(),
+        path.display()
+    );
+    Ok(())
 }
 
 /// Point a pipeline back at an earlier version: the one before the current, or --to.

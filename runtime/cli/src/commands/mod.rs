@@ -3,6 +3,7 @@
 mod deploy;
 mod infra;
 mod new;
+mod replay;
 mod run;
 mod sample;
 mod test;

@@ -9,7 +9,7 @@ use wrt::pipeline::decode::Decoder;
 use wrt::pipeline::source;
 use wrt::pipeline::{self, Emit};
 
-use super::{TransformArgs, key_value};
+use super::{TransformArgs, key_value, replay};
 
 /// Run a transform on fixture events, with no infrastructure, and check what it makes.
 ///
@@ -40,6 +40,12 @@ pub struct Test {
     /// Events per transform call.
     #[arg(long, default_value_t = pipeline::Options::default().batch_size, value_name = "N")]
     batch_size: usize,
+
+    /// Run the events again on the same instance, and on a fresh one with the batches in
+    /// reverse order, and fail if the output differs, as `wrt deploy --events` does: hosts
+    /// replay from a fresh instance.
+    #[arg(long)]
+    check_replay: bool,
 }
 
 impl Test {
@@ -50,15 +56,15 @@ impl Test {
         let records = source::records_from_jsonl(&text);
         let mut transform = self.transform.load(&self.config)?;
 
+        let emitted = replay::run_batches(&records, self.batch_size, &mut transform);
+        if self.check_replay {
+            replay::check(&records, self.batch_size, &emitted, &mut transform)?;
+        }
         let mut actual = String::new();
-        let mut decoder = Decoder::default();
-        for chunk in records.chunks(self.batch_size) {
-            let transformed = pipeline::transform_records(chunk, &mut decoder, &mut transform);
-            for (record, emits) in chunk.iter().zip(transformed.emitted) {
-                for emit in emits {
-                    actual.push_str(&emit_line(record, &emit));
-                    actual.push('\n');
-                }
+        for (record, emits) in records.iter().zip(&emitted) {
+            for emit in emits {
+                actual.push_str(&emit_line(record, emit));
+                actual.push('\n');
             }
         }
 

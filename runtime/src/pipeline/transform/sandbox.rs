@@ -273,6 +273,19 @@ pub struct WasmTransform {
     live: Option<Live>,
 }
 
+impl WasmTransform {
+    /// Another instance of the same component, with the same configuration and limits.
+    pub fn fresh(&self) -> Result<WasmTransform, LoadError> {
+        let live = Live::start(&self.compiled, &self.config, self.limits)?;
+        Ok(WasmTransform {
+            compiled: self.compiled.clone(),
+            config: Arc::clone(&self.config),
+            limits: self.limits,
+            live: Some(live),
+        })
+    }
+}
+
 impl Transform for WasmTransform {
     fn digest(&self) -> &str {
         &self.compiled.digest
