@@ -16,6 +16,15 @@
 //
 // Build with `sdk/js/build <project-dir> <out.wasm>`; values follow jco's mapping of
 // `sdk/wit/transform.wit` (variants are `{ tag, val }`, s64/u64 are BigInt).
+//
+// What a transform may rely on: the same events give the same output, so a replay rewrites
+// the same bytes. `Math.random()` draws from a generator seeded by the source position of
+// the event being processed (topic, partition, offset): a replay of the event draws the same
+// numbers, on any instance and in any batch; never use it for secrets. `Date.now()` stays at
+// the moment the component was built (the build gives it no clock): time comes from the
+// events (`event.commitTime`, `now()`). Output must not depend on
+// state kept from earlier events (a cache that gives the same answer either way is fine):
+// `wrt deploy --events` refuses a transform whose output changes on a second pass.
 
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
@@ -120,6 +129,31 @@ function civilFromDays(days) {
   return [yoe + era * 400n + (m <= 2n ? 1n : 0n), m, d];
 }
 
+// The event `Math.random()` draws for, and its generator, made at the event's first draw.
+// The engine's own generator has a seed fixed at build time whose stream would carry from
+// one call to the next, so a replay on a fresh instance would draw other numbers.
+let drawingFor = null;
+let draw = null;
+Math.random = () => (draw ??= generator(drawingFor))();
+
+/** sfc32 seeded by the SHA-256 of the event's source position; 53-bit doubles in [0, 1). */
+function generator(event) {
+  const source = event?.source;
+  const position = source ? `${source.topic}/${source.partition}/${source.offset}` : "";
+  const hash = sha256(new TextEncoder().encode(position));
+  const seed = new DataView(hash.buffer, hash.byteOffset, hash.byteLength);
+  let [a, b, c, d] = [0, 4, 8, 12].map((at) => seed.getUint32(at));
+  const next = () => {
+    const t = (((a + b) | 0) + d) | 0;
+    d = (d + 1) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (((c << 21) | (c >>> 11)) + t) | 0;
+    return t >>> 0;
+  };
+  return () => ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
+}
+
 /**
  * The component's `transform` export for a transform class: one instance made by `init`,
  * then `process(event)` per event, a thrown `TransformError` becoming that event's error.
@@ -128,10 +162,12 @@ export function exportTransform(Class) {
   let instance;
   return {
     init() {
+      [drawingFor, draw] = [null, null];
       instance = new Class(config);
     },
     process(events) {
       return events.map((event) => {
+        [drawingFor, draw] = [event, null];
         try {
           return { tag: "ok", val: instance.process(event) };
         } catch (e) {

@@ -41,3 +41,24 @@ test("sha256Hex hashes UTF-8", () => {
   assert.equal(sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   assert.equal(sha256Hex("é").length, 64);
 });
+
+test("Math.random() draws the same numbers for the same event, whatever ran before", () => {
+  class Dice {
+    process() {
+      return [Math.random(), Math.random()];
+    }
+  }
+  const event = (offset) => ({ source: { topic: "shop.shop.orders", partition: 0, offset: BigInt(offset) } });
+  const used = exportTransform(Dice);
+  used.init();
+  const [first] = used.process([event(1), event(2)]);
+  const [again] = used.process([event(1)]);
+  const fresh = exportTransform(Dice);
+  fresh.init();
+  const [, second] = fresh.process([event(3), event(2)]);
+  assert.deepEqual(again, first);
+  assert.deepEqual(second, used.process([event(2)])[0]);
+  const draws = [...first.val, ...second.val];
+  assert.equal(new Set(draws).size, 4);
+  assert.ok(draws.every((x) => x >= 0 && x < 1));
+});
