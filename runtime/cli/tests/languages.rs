@@ -207,3 +207,82 @@ fn new_projects_build_and_pass_their_own_test_in_every_language() {
         assert!(String::from_utf8_lossy(&again.stderr).contains("already exists and is not empty"));
     }
 }
+
+/// Guests that draw on their language's sources of non-determinism (`tests/guests/<lang>/
+/// entropy`) print the same bytes on two `wrt test` runs (two fresh instances) and write the
+/// same objects on two `wrt run`s of the embedded default: JavaScript's `Math.random()` and
+/// `Date.now()`, Python's iteration order of a set of strings, and Go's clocks around a sleep
+/// and a goroutine, whose waits run through Go's scheduler polling WASI's monotonic clock.
+/// JavaScript and Python also pass `--check-replay`: a replay from a fresh instance agrees.
+#[test]
+fn entropy_guests_give_the_same_bytes_on_every_run() {
+    let events = repo_root().join("guest-examples/pii-mask/tests/events.jsonl");
+    let events = events.to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for (lang, column, replays) in [
+        ("js", "math_random", true),
+        ("python", "set_order", true),
+        ("go", "slept", false),
+    ] {
+        let wasm = out.path().join(format!("entropy_{lang}.wasm"));
+        build(
+            lang,
+            &repo_root().join("tests/guests").join(lang).join("entropy"),
+            &wasm,
+        );
+        let wasm = wasm.to_str().unwrap();
+        let test = |extra: &[&str]| {
+            let mut args = vec!["test", wasm, "--events", events];
+            args.extend(extra);
+            let output = wrt(&args, &repo_root());
+            assert!(
+                output.status.success(),
+                "{lang}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            stdout(&output)
+        };
+        let printed = test(&[]);
+        assert_eq!(printed.lines().count(), 17, "{lang}: {printed}");
+        assert!(printed.contains(&format!("\"{column}\":")), "{lang}");
+        assert!(
+            test(&[]) == printed,
+            "{lang}: a second `wrt test` printed other bytes"
+        );
+        if replays {
+            assert!(test(&["--check-replay"]) == printed, "{lang}");
+        }
+        if lang == "go" {
+            // The sleeps took virtual time: 20 ms and 3 ms, plus a few clock steps.
+            let slept: Vec<&str> = printed
+                .split("\"slept\":\"")
+                .skip(1)
+                .map(|rest| rest.split('"').next().unwrap())
+                .collect();
+            assert_eq!(slept.len(), 13);
+            assert!(slept.iter().all(|s| s.starts_with("23.0")), "{slept:?}");
+        }
+
+        let lake = || {
+            let dir = tempfile::tempdir().unwrap();
+            let lake = dir.path().join("lake");
+            let ran = wrt(&["run", wasm, "--out", lake.to_str().unwrap()], dir.path());
+            assert!(
+                ran.status.success(),
+                "{lang}: {}",
+                String::from_utf8_lossy(&ran.stderr)
+            );
+            wrt_tests::files(&lake)
+        };
+        let objects = lake();
+        assert!(
+            objects.keys().any(|k| k.starts_with("customers/")),
+            "{lang}: {:?}",
+            objects.keys()
+        );
+        assert!(
+            objects == lake(),
+            "{lang}: a second `wrt run` wrote other objects"
+        );
+    }
+}
