@@ -10,6 +10,14 @@
 // dead-letters the event). Ownership: the event is freed after wrt_process returns, except
 // what the transform took from it with wrt_take_row; a record handed to wrt_emit belongs to
 // the outcome. Build with `sdk/c/build <project-dir> <out.wasm>`.
+//
+// What a transform may rely on: the same events give the same output, so a replay rewrites
+// the same bytes. time() and CLOCK_REALTIME read 1970: time comes from the events
+// (event->commit_time, the clock import). CLOCK_MONOTONIC is virtual: it moves 1 µs per
+// reading and jumps ahead when the guest sleeps. getentropy() is seeded by the component's
+// digest and the batch's first source position (never use it for secrets); rand() continues
+// one stream from call to call, so seed it from the event when its numbers reach the
+// output. `wrt deploy --events` refuses a transform whose output depends on earlier calls.
 #ifndef WRT_H
 #define WRT_H
 

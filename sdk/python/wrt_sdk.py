@@ -19,6 +19,16 @@ exports it::
 
 Build with ``sdk/python/build <project-dir> <out.wasm>``. Events and values are the
 dataclasses componentize-py generates from ``sdk/wit/transform.wit`` (re-exported here).
+
+What a transform may rely on: the same events give the same output, so a replay rewrites
+the same bytes. ``time.time()`` reads 1970: time comes from the events
+(``event.commit_time``, ``now()``); ``time.monotonic()`` is a virtual clock that measures
+nothing real. String hashing is fixed when the component is built, so a ``set`` or ``dict``
+of strings iterates in the same order on every run. ``os.urandom`` is seeded by the
+component's digest and the batch's first source position (never use it for secrets); the
+``random`` module's functions continue one stream from call to call, so seed a
+``random.Random`` from the event when its numbers reach the output. ``wrt deploy --events``
+refuses a transform whose output depends on earlier calls.
 """
 
 from __future__ import annotations  # `list` is also a Config method name

@@ -20,6 +20,16 @@
 // Build with `sdk/go/build <project-dir> <out.wasm>`, which compiles the project with the
 // bindings `wit-bindgen go` generates from sdk/wit; this package is imported as
 // "wit_component/wrt".
+//
+// What a transform may rely on: the same events give the same output, so a replay rewrites
+// the same bytes. time.Now() reads 1970: time comes from the events (event.CommitTime,
+// Now()). The monotonic clock is virtual: it moves 1µs per reading and jumps to a timer's
+// deadline when goroutines wait, so time.Sleep and timers work at once and durations count
+// the scheduler's clock readings, not real time. crypto/rand is seeded by the component's
+// digest and the batch's first source position (never use it for secrets); math/rand and
+// map iteration order continue one stream from call to call, so sort map keys and seed a
+// rand.Rand from the event when they reach the output. `wrt deploy --events` refuses a
+// transform whose output depends on earlier calls.
 package wrt
 
 import (

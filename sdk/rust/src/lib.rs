@@ -22,6 +22,17 @@
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2`; test it with `wrt test`.
+//!
+//! What a transform may rely on: the same events give the same output, so a replay rewrites
+//! the same bytes. `SystemTime::now()` reads 1970: time comes from the events
+//! ([`ChangeEvent::commit_time`], [`now`]). `Instant` reads a virtual clock that moves 1 µs
+//! per reading and jumps ahead when the guest sleeps, so it measures nothing real. WASI
+//! randomness (`getrandom`, `wasip2::random`) is seeded by the component's digest and the
+//! batch's first source position: a replay of a batch draws the same numbers; never use it
+//! for secrets. `HashMap`'s keys come from one seed per component, but std keys each new
+//! `RandomState` one step further, so a hash or an iteration order from a map made during a
+//! call depends on the calls before it: use a fixed hasher, or sort, when it reaches the
+//! output. `wrt deploy --events` refuses a transform whose output depends on earlier calls.
 
 use std::cell::RefCell;
 use std::str::FromStr;
