@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use wrt::event::{ChangeEvent, Column, Operation, Outcome, Source, Timestamp, Value};
-use wrt::transform::Transform;
-use wrt::transform::sandbox::{Limits, Sandbox, WasmTransform};
+use wrt::pipeline::transform::Transform;
+use wrt::pipeline::transform::sandbox::{Limits, Sandbox, WasmTransform};
 use wrt_tests::guest;
 
 fn event(offset: i64) -> ChangeEvent {

@@ -8,6 +8,7 @@ use wrt::config::{PipelineConfig, SinkConfig};
 use wrt::pipeline::Emit;
 use wrt::pipeline::sink::{LocalDir, Sink};
 use wrt::pipeline::source;
+use wrt::pipeline::transform::Transform;
 use wrt::pipeline::transform::sandbox::WasmTransform;
 use wrt::registry::{Action, Registry, RegistryError, Seen, rollback_target};
 

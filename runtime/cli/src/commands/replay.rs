@@ -151,8 +151,8 @@ fn outcome(emit: &Emit) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wrt::model::Reason;
     use wrt::event::{Column, Timestamp, Value};
+    use wrt::model::Reason;
 
     fn record(offset: i64) -> KafkaRecord {
         KafkaRecord {

@@ -5,7 +5,6 @@ use anyhow::Context;
 use serde_json::json;
 use wrt::event::row_to_json;
 use wrt::model::KafkaRecord;
-use wrt::pipeline::decode::Decoder;
 use wrt::pipeline::source;
 use wrt::pipeline::{self, Emit};
 
