@@ -132,10 +132,12 @@ where
             wanted,
             limit,
         },
-        other => Error::Aws {
-            op: format!("waiting for {resource} to be {wanted}"),
-            code: None,
-            message: DisplayErrorContext(&other).to_string(),
+        WaiterError::OperationFailed(e) => {
+            crate::error::aws(format!("waiting for {resource}"))(e.into_error())
+        }
+        other => Error::Conflict {
+            resource,
+            message: format!("never became {wanted}: {}", DisplayErrorContext(&other)),
         },
     }
 }

@@ -108,10 +108,17 @@ pub struct Kafka {
 pub struct Connector {
     /// Create the connector (off for endpoints without MSK Connect, such as moto).
     pub enabled: bool,
-    /// Key, in the registry bucket, of the plugin zip (Debezium MySQL connector plus the
-    /// Secrets Manager config provider); upload it before `up`.
-    pub plugin_key: String,
-    /// The Kafka Connect version MSK Connect runs.
+    /// The Debezium MySQL connector version `up` puts in the custom plugin, from Maven Central
+    /// (`io.debezium:debezium-connector-mysql:<version>:plugin@zip`, checked against its
+    /// published SHA-1). Default: the version the local stack runs (tests/stack/pom.xml).
+    pub debezium_version: String,
+    /// The Maven repository the connector is downloaded from.
+    pub maven_repository: String,
+    /// The Secrets Manager config provider that lets the connector read the master password
+    /// from `<stack>/db-master` (none is published on Maven Central; see infra/README.md).
+    pub config_provider: ConfigProvider,
+    /// The Kafka Connect version MSK Connect runs: `3.7.x` (Java 17, which Debezium 3 needs)
+    /// or `2.7.1` (Java 11, Debezium 2 only).
     pub kafka_connect_version: String,
     /// Debezium's `topic.prefix`: topics are `<prefix>.<db>.<table>`.
     pub topic_prefix: String,
@@ -121,6 +128,18 @@ pub struct Connector {
     pub mcu_count: i32,
     /// Number of workers.
     pub workers: i32,
+}
+
+/// A zip of jars to put in the custom plugin, downloaded and checked against a pin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigProvider {
+    /// Where to download it (`https://` or `file://`). Default: the MSK config providers
+    /// release that AWS's MSK Connect tutorial uses.
+    pub url: String,
+    /// Its SHA-256 (hex). Required before `up` assembles a plugin: the release is published
+    /// without a checksum wrt could check.
+    pub sha256: Option<String>,
 }
 
 /// The S3 buckets. Names are global: the defaults derive from the stack name.
@@ -145,11 +164,6 @@ pub struct Hosts {
     pub ami_id: Option<String>,
     /// Name pattern of the Amazon-owned AMI to use when `ami-id` is unset.
     pub ami_name: String,
-    /// Key, in the registry bucket, of the wrt binary the hosts install.
-    pub wrt_binary_key: String,
-    /// Key, in the registry bucket, of the transform component (`.wasm`) the hosts run; the
-    /// first boot waits for it, so it may be uploaded after `up`.
-    pub transform_key: String,
     /// Arguments of `wrt` in the host's service unit.
     pub wrt_args: String,
 }
@@ -225,14 +239,46 @@ impl Default for Connector {
     fn default() -> Self {
         Self {
             enabled: true,
-            plugin_key: "plugins/debezium-connector-mysql.zip".into(),
-            kafka_connect_version: "2.7.1".into(),
+            debezium_version: stack_debezium_version().into(),
+            maven_repository: "https://repo1.maven.org/maven2".into(),
+            config_provider: ConfigProvider::default(),
+            kafka_connect_version: "3.7.x".into(),
             topic_prefix: "wrt".into(),
             server_id: 184054,
             mcu_count: 1,
             workers: 1,
         }
     }
+}
+
+impl Default for ConfigProvider {
+    fn default() -> Self {
+        Self {
+            url: "https://github.com/aws-samples/msk-config-providers/releases/download/r0.1.0/\
+                  msk-config-providers-0.1.0-with-dependencies.zip"
+                .into(),
+            sha256: None,
+        }
+    }
+}
+
+/// The Debezium version the local stack pins (tests/stack/pom.xml), read at build time so
+/// the stack and the AWS connector cannot drift apart.
+pub fn stack_debezium_version() -> &'static str {
+    const POM: &str = include_str!("../../tests/stack/pom.xml");
+    const TAG: &str = "<debezium.version>";
+    let start = POM.find(TAG).expect("the pom pins debezium.version") + TAG.len();
+    let len = POM[start..].find('<').expect("the element closes");
+    &POM[start..start + len]
+}
+
+/// Whether an EC2 instance type is AWS Graviton (arm64): a `g` right after the family's
+/// generation digit (`t4g`, `m7g`, `c7gn`, `r8gd`).
+fn is_graviton(instance_type: &str) -> bool {
+    let family = instance_type.split('.').next().unwrap_or_default();
+    family
+        .find(|c: char| c.is_ascii_digit())
+        .is_some_and(|at| family[at + 1..].starts_with('g'))
 }
 
 impl Default for Hosts {
@@ -242,8 +288,6 @@ impl Default for Hosts {
             instance_type: "t3.small".into(),
             ami_id: None,
             ami_name: "al2023-ami-2023.*-x86_64".into(),
-            wrt_binary_key: "bin/wrt".into(),
-            transform_key: "transforms/transform.wasm".into(),
             wrt_args: "run --config /etc/wrt/wrt.toml".into(),
         }
     }
@@ -279,6 +323,15 @@ impl Topology {
             .lake_bucket
             .clone()
             .unwrap_or_else(|| format!("{}-lake", self.stack))
+    }
+
+    /// The hosts' CPU architecture, as Linux names it: `aarch64` or `x86_64`.
+    pub fn host_architecture(&self) -> &'static str {
+        if is_graviton(&self.hosts.instance_type) {
+            "aarch64"
+        } else {
+            "x86_64"
+        }
     }
 
     /// The registry bucket's name.
@@ -525,6 +578,72 @@ impl Topology {
                 "give the registry its own bucket",
             );
         }
+        let c = &self.connector;
+        let major: u32 = (c.debezium_version.split('.').next())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        if major == 0 {
+            bad(
+                "connector.debezium-version",
+                &c.debezium_version,
+                "is not a Debezium release",
+                "use a version as Maven Central names it, e.g. 3.4.0.Final",
+            );
+        }
+        if !matches!(c.kafka_connect_version.as_str(), "3.7.x" | "2.7.1") {
+            bad(
+                "connector.kafka-connect-version",
+                &c.kafka_connect_version,
+                "is not a version MSK Connect offers",
+                "use 3.7.x (or 2.7.1 for Debezium 2)",
+            );
+        } else if major >= 3 && c.kafka_connect_version == "2.7.1" {
+            bad(
+                "connector.kafka-connect-version",
+                &c.kafka_connect_version,
+                "runs Java 11, and Debezium 3 needs Java 17",
+                "use 3.7.x",
+            );
+        }
+        if !["https://", "http://", "file://"]
+            .iter()
+            .any(|scheme| c.config_provider.url.starts_with(scheme))
+        {
+            bad(
+                "connector.config-provider.url",
+                &c.config_provider.url,
+                "is not an https://, http:// or file:// URL",
+                "point it at the provider's zip",
+            );
+        }
+        if let Some(sum) = &c.config_provider.sha256
+            && !(sum.len() == 64 && sum.chars().all(|ch| ch.is_ascii_hexdigit()))
+        {
+            bad(
+                "connector.config-provider.sha256",
+                sum,
+                "is not a SHA-256",
+                "use the 64 hex digits `sha256sum` prints",
+            );
+        }
+        let arch = match self.host_architecture() {
+            "aarch64" => "arm64",
+            other => other,
+        };
+        if self.hosts.ami_id.is_none()
+            && !self.hosts.ami_name.is_empty()
+            && !self.hosts.ami_name.ends_with(arch)
+        {
+            bad(
+                "hosts.ami-name",
+                &self.hosts.ami_name,
+                &format!(
+                    "does not end in {arch}, the architecture of {}",
+                    self.hosts.instance_type
+                ),
+                &format!("use an {arch} image name, e.g. al2023-ami-2023.*-{arch}"),
+            );
+        }
         if self.hosts.ami_id.is_none() && self.hosts.ami_name.is_empty() {
             bad(
                 "hosts.ami-name",
@@ -769,6 +888,39 @@ mod tests {
             err.contains("network.public-subnets = us-west-2a: are all in one availability zone"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_connector_follows_the_local_stack_and_fits_msk_connect() {
+        let t = Topology::default();
+        let pom = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/stack/pom.xml"
+        ))
+        .unwrap();
+        let pinned = format!(
+            "<debezium.version>{}</debezium.version>",
+            t.connector.debezium_version
+        );
+        assert!(pom.contains(&pinned), "{pinned} is not in the stack's pom");
+        assert_eq!(t.connector.kafka_connect_version, "3.7.x");
+        let err = invalid("[connector]\nkafka-connect-version = \"2.7.1\"\n");
+        assert!(
+            err.contains("connector.kafka-connect-version = 2.7.1: runs Java 11, and Debezium 3 needs Java 17; use 3.7.x"),
+            "{err}"
+        );
+        let err = invalid("[hosts]\ninstance-type = \"t4g.small\"\n");
+        assert!(
+            err.contains("hosts.ami-name = al2023-ami-2023.*-x86_64: does not end in arm64"),
+            "{err}"
+        );
+        let t = Topology::parse(
+            "[hosts]\ninstance-type = \"m7g.large\"\nami-name = \"al2023-ami-2023.*-arm64\"\n",
+        )
+        .unwrap();
+        t.validate().unwrap();
+        assert_eq!(t.host_architecture(), "aarch64");
+        assert_eq!(Topology::default().host_architecture(), "x86_64");
     }
 
     #[test]

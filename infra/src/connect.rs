@@ -7,12 +7,14 @@ use std::collections::HashMap;
 
 use aws_sdk_kafkaconnect::error::BuildError;
 use aws_sdk_kafkaconnect::operation::create_connector::builders::CreateConnectorFluentBuilder;
+use aws_sdk_kafkaconnect::operation::create_custom_plugin::builders::CreateCustomPluginFluentBuilder;
+use aws_sdk_kafkaconnect::operation::update_connector::builders::UpdateConnectorFluentBuilder;
 use aws_sdk_kafkaconnect::types::{
     ApacheKafkaCluster, Capacity, ConnectorState, CustomPlugin, CustomPluginContentType,
-    CustomPluginLocation, CustomPluginState, KafkaCluster, KafkaClusterClientAuthentication,
-    KafkaClusterClientAuthenticationType, KafkaClusterEncryptionInTransit,
-    KafkaClusterEncryptionInTransitType, Plugin, ProvisionedCapacity, S3Location, Vpc,
-    WorkerConfiguration,
+    CustomPluginLocation, CustomPluginState, CustomPluginUpdate, KafkaCluster,
+    KafkaClusterClientAuthentication, KafkaClusterClientAuthenticationType,
+    KafkaClusterEncryptionInTransit, KafkaClusterEncryptionInTransitType, Plugin, PluginUpdate,
+    ProvisionedCapacity, S3Location, Vpc, WorkerConfiguration,
 };
 use base64::Engine;
 
@@ -23,10 +25,9 @@ use crate::stack::{Found, Ids, Stack};
 
 /// A request that cannot be built is our bug, reported like a failed call.
 fn built(op: &'static str) -> impl Fn(BuildError) -> Error {
-    move |e| Error::Aws {
-        op: op.into(),
-        code: None,
-        message: format!("building the request: {e}"),
+    move |e| Error::Artifact {
+        field: op.into(),
+        message: format!("building the request failed (a bug in wrt): {e}"),
     }
 }
 
@@ -87,6 +88,8 @@ impl Stack {
                 ),
             ),
             ("database.server.id", c.server_id.to_string()),
+            // MSK Connect restarts connectors that use a config provider often unless told not to.
+            ("config.action.reload", "none".into()),
             ("database.include.list", db.database_name.clone()),
             ("topic.prefix", c.topic_prefix.clone()),
             ("include.schema.changes", "true".into()),
@@ -185,9 +188,31 @@ impl Stack {
         r: Resource,
         listed: impl Iterator<Item = (Option<&'a str>, Option<&'a str>, bool)>,
     ) -> Result<Option<Found>> {
-        let name = self.t.name(r);
+        self.connect_find_named(r, &self.t.name(r), listed).await
+    }
+
+    /// Whether the MSK Connect resource `arn` carries this stack's tag.
+    async fn connect_owned(&self, arn: &str) -> Result<bool> {
+        let tags = (self.c.connect.list_tags_for_resource().resource_arn(arn))
+            .send()
+            .await
+            .map_err(aws("kafkaconnect:ListTagsForResource"))?;
+        let tags = tags.tags().into_iter().flatten();
+        Ok(crate::aws::tagged(
+            tags.map(|(k, v)| (k.as_str(), v.as_str())),
+            &self.t.stack,
+        ))
+    }
+
+    /// Picks this stack's live item called `name` from a listing of `(name, arn, deleting)`.
+    async fn connect_find_named<'a>(
+        &self,
+        r: Resource,
+        name: &str,
+        listed: impl Iterator<Item = (Option<&'a str>, Option<&'a str>, bool)>,
+    ) -> Result<Option<Found>> {
         let arn = listed
-            .filter(|(n, _, deleting)| *n == Some(name.as_str()) && !deleting)
+            .filter(|(n, _, deleting)| *n == Some(name) && !deleting)
             .find_map(|(_, arn, _)| arn);
         let Some(arn) = arn else { return Ok(None) };
         let tags = (self.c.connect.list_tags_for_resource().resource_arn(arn))
@@ -248,59 +273,77 @@ impl Stack {
         Ok(())
     }
 
-    pub(crate) async fn observe_custom_plugin(&self) -> Result<Option<Found>> {
-        let r = Resource::CustomPlugin;
-        let out = (self
-            .c
-            .connect
-            .list_custom_plugins()
-            .name_prefix(self.t.name(r)))
-        .send()
-        .await
-        .map_err(aws("kafkaconnect:ListCustomPlugins"))?;
-        let listed = out.custom_plugins().iter().map(|p| {
-            let deleting = p.custom_plugin_state() == Some(&CustomPluginState::Deleting);
-            (p.name(), p.custom_plugin_arn(), deleting)
-        });
-        self.connect_find(r, listed).await
+    /// The custom plugin made from the plugin zip `archive_key` names: one per zip, because
+    /// MSK Connect copies a plugin's zip when it is created and never updates it.
+    fn plugin_name(&self, archive_key: &str) -> String {
+        let digest = (archive_key.rsplit('-').next())
+            .and_then(|d| d.strip_suffix(".zip"))
+            .unwrap_or(archive_key);
+        format!(
+            "{}-{}",
+            self.t.name(Resource::CustomPlugin),
+            &digest[..digest.len().min(12)]
+        )
     }
 
-    pub(crate) async fn create_custom_plugin(&self) -> Result<String> {
-        let r = Resource::CustomPlugin;
-        let op = "kafkaconnect:CreateCustomPlugin";
-        let (bucket, key) = (self.t.registry_bucket(), &self.t.connector.plugin_key);
-        // The zip is the user's to provide (Debezium is not ours to download): say so plainly.
-        if let Err(e) = self
-            .c
-            .s3
-            .head_object()
-            .bucket(&bucket)
-            .key(key)
+    /// Every custom plugin named like this stack's and not being deleted: `(name, arn)`.
+    async fn custom_plugins(&self) -> Result<Vec<(String, String)>> {
+        let prefix = format!("{}-", self.t.name(Resource::CustomPlugin));
+        let out = (self.c.connect.list_custom_plugins().name_prefix(&prefix))
             .send()
             .await
-        {
-            return Err(match e.raw_response().map(|r| r.status().as_u16()) {
-                Some(404) => Error::Conflict {
-                    resource: format!("custom plugin {}", self.t.name(r)),
-                    message: format!(
-                        "s3://{bucket}/{key} is missing: upload the Debezium MySQL connector zip \
-                         (with the MSK config providers) there first; see infra/README.md"
-                    ),
-                },
-                _ => aws("s3:HeadObject")(e),
-            });
+            .map_err(aws("kafkaconnect:ListCustomPlugins"))?;
+        Ok(out
+            .custom_plugins()
+            .iter()
+            .filter(|p| p.custom_plugin_state() != Some(&CustomPluginState::Deleting))
+            .filter_map(|p| Some((p.name()?.to_owned(), p.custom_plugin_arn()?.to_owned())))
+            .collect())
+    }
+
+    pub(crate) async fn observe_custom_plugin(&self, ids: &Ids) -> Result<Option<Found>> {
+        // No zip yet: the plugin made from it cannot exist either.
+        let Some(archive) = ids.get(&Resource::PluginArchive) else {
+            return Ok(None);
+        };
+        let name = self.plugin_name(archive);
+        let plugins = self.custom_plugins().await?;
+        let listed = plugins
+            .iter()
+            .map(|(n, arn)| (Some(n.as_str()), Some(arn.as_str()), false));
+        self.connect_find_named(Resource::CustomPlugin, &name, listed)
+            .await
+    }
+
+    /// Every plugin of this stack, for `down` (older zips leave older plugins behind).
+    pub(crate) async fn owned_custom_plugins(&self) -> Result<Option<Found>> {
+        let mut owned = Vec::new();
+        for (_, arn) in self.custom_plugins().await? {
+            if self.connect_owned(&arn).await? {
+                owned.push(arn);
+            }
         }
+        Ok((!owned.is_empty()).then(|| Found::new(owned.join(","))))
+    }
+
+    /// The CreateCustomPlugin request for the zip at `archive_key`.
+    pub(crate) fn custom_plugin_request(
+        &self,
+        archive_key: &str,
+    ) -> Result<CreateCustomPluginFluentBuilder> {
+        let op = "kafkaconnect:CreateCustomPlugin";
+        let r = Resource::CustomPlugin;
         let location = S3Location::builder()
             .bucket_arn(self.bucket_arn(Bucket::Registry))
-            .file_key(key)
+            .file_key(archive_key)
             .build()
             .map_err(built(op))?;
-        let out = (self.c.connect.create_custom_plugin())
-            .name(self.t.name(r))
+        Ok((self.c.connect.create_custom_plugin())
+            .name(self.plugin_name(archive_key))
             .description(format!(
                 "wrt stack {}: {}",
                 self.t.stack,
-                self.t.describe(r)
+                self.t.describe(Resource::PluginArchive)
             ))
             .content_type(CustomPluginContentType::Zip)
             .location(
@@ -308,10 +351,16 @@ impl Stack {
                     .s3_location(location)
                     .build(),
             )
-            .set_tags(Some(self.connect_tags(r)))
+            .set_tags(Some(self.connect_tags(r))))
+    }
+
+    pub(crate) async fn create_custom_plugin(&self, ids: &Ids) -> Result<String> {
+        let archive = self.need(ids, Resource::PluginArchive)?;
+        let out = self
+            .custom_plugin_request(archive)?
             .send()
             .await
-            .map_err(aws(op))?;
+            .map_err(aws("kafkaconnect:CreateCustomPlugin"))?;
         let arn = out.custom_plugin_arn().unwrap_or_default();
         self.plugin_revision(arn, true).await?;
         Ok(arn.into())
@@ -348,15 +397,23 @@ impl Stack {
         Ok(revision.get())
     }
 
-    pub(crate) async fn delete_custom_plugin(&self, arn: &str) -> Result<()> {
-        (self.c.connect.delete_custom_plugin().custom_plugin_arn(arn))
-            .send()
-            .await
-            .map_err(aws("kafkaconnect:DeleteCustomPlugin"))?;
+    pub(crate) async fn delete_custom_plugins(&self) -> Result<()> {
+        for (_, arn) in self.custom_plugins().await? {
+            if self.connect_owned(&arn).await? {
+                (self
+                    .c
+                    .connect
+                    .delete_custom_plugin()
+                    .custom_plugin_arn(&arn))
+                .send()
+                .await
+                .map_err(aws("kafkaconnect:DeleteCustomPlugin"))?;
+            }
+        }
         Ok(())
     }
 
-    pub(crate) async fn observe_connector(&self) -> Result<Option<Found>> {
+    pub(crate) async fn observe_connector(&self, ids: &Ids) -> Result<Option<Found>> {
         let r = Resource::Connector;
         let out = (self
             .c
@@ -370,7 +427,72 @@ impl Stack {
             let deleting = c.connector_state() == Some(&ConnectorState::Deleting);
             (c.connector_name(), c.connector_arn(), deleting)
         });
-        self.connect_find(r, listed).await
+        let Some(mut found) = self.connect_find(r, listed).await? else {
+            return Ok(None);
+        };
+        let summary =
+            (out.connectors().iter()).find(|c| c.connector_arn() == Some(found.id.as_str()));
+        let running = summary
+            .into_iter()
+            .flat_map(|c| c.plugins())
+            .filter_map(|p| p.custom_plugin())
+            .find_map(|p| p.custom_plugin_arn())
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(wanted) = ids.get(&Resource::CustomPlugin) {
+            found.change_unless(running == *wanted, || {
+                format!("runs plugin {running}, want {wanted} (a new plugin zip)")
+            });
+        }
+        Ok(Some(found))
+    }
+
+    /// The UpdateConnector request that moves connector `arn` (at `current_version`) to
+    /// `plugin` = (arn, revision).
+    pub(crate) fn connector_update_request(
+        &self,
+        arn: &str,
+        current_version: &str,
+        plugin: (&str, i64),
+    ) -> Result<UpdateConnectorFluentBuilder> {
+        let op = "kafkaconnect:UpdateConnector";
+        let custom = CustomPluginUpdate::builder()
+            .custom_plugin_arn(plugin.0)
+            .revision(plugin.1)
+            .build()
+            .map_err(built(op))?;
+        Ok((self.c.connect.update_connector())
+            .connector_arn(arn)
+            .current_version(current_version)
+            .plugins(PluginUpdate::builder().custom_plugin(custom).build()))
+    }
+
+    /// Moves the connector to the current plugin (MSK Connect rolls it back by itself if it
+    /// does not come up healthy).
+    pub(crate) async fn fix_connector(&self, ids: &Ids, arn: &str) -> Result<()> {
+        let Some(plugin) = ids.get(&Resource::CustomPlugin) else {
+            return Ok(());
+        };
+        let out = (self.c.connect.describe_connector().connector_arn(arn))
+            .send()
+            .await
+            .map_err(aws("kafkaconnect:DescribeConnector"))?;
+        let running = (out.plugins().iter())
+            .filter_map(|p| p.custom_plugin())
+            .any(|p| p.custom_plugin_arn() == Some(plugin.as_str()));
+        if running {
+            return Ok(());
+        }
+        let revision = self.plugin_revision(plugin, false).await?;
+        self.connector_update_request(
+            arn,
+            out.current_version().unwrap_or_default(),
+            (plugin, revision),
+        )?
+        .send()
+        .await
+        .map_err(aws("kafkaconnect:UpdateConnector"))?;
+        self.wait_running(arn).await
     }
 
     async fn connector_state(&self, arn: &str) -> Result<Option<ConnectorState>> {
@@ -424,6 +546,11 @@ impl Stack {
             .await
             .map_err(aws("kafkaconnect:CreateConnector"))?;
         let arn = out.connector_arn().unwrap_or_default().to_owned();
+        self.wait_running(&arn).await?;
+        Ok(arn)
+    }
+
+    async fn wait_running(&self, arn: &str) -> Result<()> {
         let name = self.t.name(Resource::Connector);
         wait_until(
             &name,
@@ -431,7 +558,7 @@ impl Stack {
             self.waits.connector,
             self.waits.poll,
             || async {
-                match self.connector_state(&arn).await? {
+                match self.connector_state(arn).await? {
                     Some(ConnectorState::Running) => Ok(true),
                     Some(ConnectorState::Failed) | None => Err(Error::Conflict {
                         resource: format!("msk connector {name}"),
@@ -441,8 +568,7 @@ impl Stack {
                 }
             },
         )
-        .await?;
-        Ok(arn)
+        .await
     }
 
     pub(crate) async fn delete_connector(&self, arn: &str) -> Result<()> {
@@ -518,7 +644,7 @@ mod tests {
             subnets: vec!["subnet-0private1".into(), "subnet-0private2".into()],
             security_group: "sg-0wrt".into(),
             role_arn: "arn:aws:iam::123456789012:role/wrt-connector".into(),
-            plugin: ("arn:aws:kafkaconnect:us-west-2:123456789012:custom-plugin/wrt-debezium/1".into(), 1),
+            plugin: ("arn:aws:kafkaconnect:us-west-2:123456789012:custom-plugin/wrt-debezium-0f1e2d3c4b5a/1".into(), 1),
             worker_configuration: ("arn:aws:kafkaconnect:us-west-2:123456789012:worker-configuration/wrt-worker/1".into(), 1),
         }
     }
@@ -558,34 +684,62 @@ mod tests {
         );
     }
 
+    /// The zip `up` uploads for the default recipe, as the tests name it.
+    const ARCHIVE: &str = "plugins/debezium-connector-mysql-3.4.0.Final-\
+        0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0.zip";
+
     #[tokio::test]
-    async fn custom_plugin_checks_the_zip_first() {
-        let (stack, requests) = answering(404);
-        let err = stack.create_custom_plugin().await.unwrap_err().to_string();
-        assert!(
-            err.contains(
-                "s3://wrt-registry/plugins/debezium-connector-mysql.zip is missing: upload"
-            ),
-            "{err}"
+    async fn create_custom_plugin_matches_the_recorded_request() {
+        let (stack, requests) = captured();
+        let _ = stack.custom_plugin_request(ARCHIVE).unwrap().send().await;
+        let mut expected = recorded(include_str!(
+            "../fixtures/msk-connect/create-custom-plugin.json"
+        ));
+        // The fixture pins the stack's Debezium version; the default follows the local stack.
+        let version = &stack.t.connector.debezium_version;
+        let text = serde_json::to_string(&expected)
+            .unwrap()
+            .replace("3.4.0.Final", version);
+        expected = serde_json::from_str(&text).unwrap();
+        assert_eq!(sent(requests), expected);
+    }
+
+    /// A new plugin zip makes a new custom plugin (MSK Connect never updates one in place),
+    /// and the connector moves to it, named with its revision.
+    #[tokio::test]
+    async fn a_new_plugin_moves_the_connector_to_it() {
+        let (stack, requests) = captured();
+        let connector =
+            "arn:aws:kafkaconnect:us-west-2:123456789012:connector/wrt-debezium-mysql/1";
+        let plugin =
+            "arn:aws:kafkaconnect:us-west-2:123456789012:custom-plugin/wrt-debezium-0f1e2d3c4b5a/2";
+        let _ = stack
+            .connector_update_request(connector, "3", (plugin, 1))
+            .unwrap()
+            .send()
+            .await;
+        assert_eq!(
+            sent(requests),
+            recorded(include_str!(
+                "../fixtures/msk-connect/update-connector.json"
+            ))
         );
-        let request = requests.expect_request();
-        assert_eq!(request.method(), "HEAD");
-        assert!(
-            request
-                .uri()
-                .ends_with("/plugins/debezium-connector-mysql.zip"),
-            "{}",
-            request.uri()
-        );
+        assert_eq!(stack.plugin_name(ARCHIVE), "wrt-debezium-0f1e2d3c4b5a");
     }
 
     #[test]
     fn the_password_stays_a_reference() {
-        let (stack, _) = captured();
+        let (mut stack, _) = captured();
+        stack.t.database.literal_password = Some("Bespin12!".into());
         let config = stack.connector_configuration(&facts());
         assert_eq!(
             config["database.password"],
             "${secretsmanager:wrt/db-master:password}"
         );
+        assert!(config.values().all(|v| !v.contains("Bespin")), "{config:?}");
+        // The worker configuration names the provider the plugin zip carries.
+        assert!(stack.worker_properties().contains(
+            "config.providers.secretsmanager.class=com.amazonaws.kafka.config.providers.SecretsManagerConfigProvider"
+        ));
     }
 }

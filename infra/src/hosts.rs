@@ -17,12 +17,15 @@ use crate::stack::{Found, Ids, Stack};
 /// What a host's first boot needs to know, found when the hosts are created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostFacts {
+    /// Key of the wrt binary in the registry bucket (`bin/wrt-<sha256>`).
+    pub wrt_binary_key: String,
     pub db_endpoint: String,
     pub secret_arn: String,
     pub kafka_arn: String,
 }
 
-/// Where the first boot puts the transform it downloads from the registry bucket.
+/// Where the first boot puts the deployed transform: `wrt run` falls back to it if the
+/// registry's version ever fails to load.
 const TRANSFORM_PATH: &str = "/opt/wrt/transform.wasm";
 
 /// Stands for the brokers in the pipeline file until the first boot knows them.
@@ -105,6 +108,12 @@ fn pipeline_toml(t: &Topology, brokers: &str) -> String {
     toml::to_string(&file).expect("the pipeline file serializes")
 }
 
+/// The pipeline file the hosts run (`/etc/wrt/wrt.toml`), with a placeholder for the
+/// brokers the first boot looks up.
+pub fn host_pipeline(t: &Topology) -> String {
+    pipeline_toml(t, BROKERS_PLACEHOLDER)
+}
+
 /// The first-boot script: install wrt and the transform from the registry bucket, write the
 /// pipeline file, set RDS binlog retention (SQL: RDS has no API for it), and run wrt under
 /// systemd. It holds no secret: the password is read from Secrets Manager on the host.
@@ -118,10 +127,13 @@ export AWS_REGION={region}
 install -d /etc/wrt /opt/wrt
 aws s3 cp s3://{registry}/{binary} /usr/local/bin/wrt
 chmod 0755 /usr/local/bin/wrt
-# The transform may be uploaded after `up`: wait for it rather than fail the boot.
-until aws s3 cp s3://{registry}/{transform_key} {transform}; do
+# The transform is deployed through the registry (`wrt infra up --transform`, `wrt deploy`),
+# maybe after `up`: wait for the pointer rather than fail the boot.
+until current=$(aws s3 cp s3://{lake}/{transforms}current.json - \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["current"])'); do
   sleep 30
 done
+aws s3 cp "s3://{lake}/{transforms}$current.wasm" {transform}
 chmod 0644 {transform}
 
 # The brokers are resolved here, not when `up` renders this script: `up` creates the hosts
@@ -173,8 +185,9 @@ systemctl enable --now wrt.service
         stack = t.stack,
         region = t.region,
         registry = t.registry_bucket(),
-        binary = t.hosts.wrt_binary_key,
-        transform_key = t.hosts.transform_key,
+        binary = facts.wrt_binary_key,
+        lake = t.lake_bucket(),
+        transforms = format!("_wrt/transforms/{}/", t.stack),
         transform = TRANSFORM_PATH,
         kafka = facts.kafka_arn,
         pipeline = pipeline_toml(t, BROKERS_PLACEHOLDER),
@@ -260,6 +273,7 @@ impl Stack {
     pub(crate) async fn create_host(&self, i: usize, ids: &Ids) -> Result<String> {
         let r = Resource::Host(i);
         let facts = HostFacts {
+            wrt_binary_key: self.need(ids, Resource::HostBinary)?.into(),
             db_endpoint: self.db_endpoint().await?,
             secret_arn: self.need(ids, Resource::DbSecret)?.into(),
             kafka_arn: self.need(ids, Resource::KafkaCluster)?.into(),
@@ -342,6 +356,7 @@ mod tests {
 
     fn facts() -> HostFacts {
         HostFacts {
+            wrt_binary_key: "bin/wrt-5e1f".into(),
             db_endpoint: "wrt-db.abc.us-west-2.rds.amazonaws.com".into(),
             secret_arn: "arn:aws:secretsmanager:us-west-2:123456789012:secret:wrt/db-master-AbCdEf"
                 .into(),
@@ -364,8 +379,9 @@ mod tests {
         t.database.literal_password = Some("Bespin12!".into());
         let script = user_data(&t, &facts());
         for needle in [
-            "aws s3 cp s3://wrt-registry/bin/wrt /usr/local/bin/wrt",
-            "until aws s3 cp s3://wrt-registry/transforms/transform.wasm /opt/wrt/transform.wasm",
+            "aws s3 cp s3://wrt-registry/bin/wrt-5e1f /usr/local/bin/wrt",
+            "until current=$(aws s3 cp s3://wrt-lake/_wrt/transforms/wrt/current.json -",
+            "aws s3 cp \"s3://wrt-lake/_wrt/transforms/wrt/$current.wasm\" /opt/wrt/transform.wasm",
             "--cluster-arn arn:aws:kafka:us-west-2:123456789012:cluster/wrt-kafka/x",
             "--query BootstrapBrokerStringSaslIam",
             "sed -i \"s|@MSK_IAM_BOOTSTRAP_BROKERS@|$brokers|\" /etc/wrt/wrt.toml",
@@ -401,8 +417,6 @@ mod tests {
             topic-prefix = "cdc.shop"
             [storage]
             lake-bucket = "shop-data-lake"
-            [hosts]
-            transform-key = "transforms/pii_mask.wasm"
             "#,
         )
         .unwrap();
@@ -429,7 +443,7 @@ mod tests {
         .unwrap();
         assert_eq!(written_pipeline(&script), expected);
         assert!(
-            script.contains("s3://shop-registry/transforms/pii_mask.wasm /opt/wrt/transform.wasm"),
+            script.contains("s3://shop-data-lake/_wrt/transforms/shop/current.json"),
             "{script}"
         );
     }

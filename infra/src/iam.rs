@@ -88,7 +88,7 @@ impl Stack {
                 // The plugin zip, and the master password through the config provider.
                 statement(
                     &["s3:GetObject"],
-                    &[format!("{registry}/{}", self.t.connector.plugin_key)],
+                    &[format!("{registry}/{}*", crate::plugin::KEY_PREFIX)],
                 ),
                 statement(&["secretsmanager:GetSecretValue"], &[secret]),
             ],

@@ -4,6 +4,7 @@
 //! then bound to an account as a [`Stack`], which finds its resources by the `wrt:stack`
 //! tag (no state file), plans, converges (`up`), and tears down (`down`).
 
+mod artifacts;
 mod aws;
 mod config;
 mod connect;
@@ -14,13 +15,19 @@ mod iam;
 mod kafka;
 mod network;
 mod plan;
+mod plugin;
 mod stack;
 mod storage;
 
+pub use artifacts::{DeployFuture, HostBinary, TransformDeploy};
 pub use aws::{Clients, STACK_TAG, Waits, load_config};
-pub use config::{Cidr, Connector, Database, Hosts, Kafka, Network, Storage, Subnet, Topology};
+pub use config::{
+    Cidr, ConfigProvider, Connector, Database, Hosts, Kafka, Network, Storage, Subnet, Topology,
+    stack_debezium_version,
+};
 pub use connect::ConnectorFacts;
 pub use error::{ConfigError, Error, Failure, Result};
-pub use hosts::{HostFacts, user_data};
+pub use hosts::{HostFacts, host_pipeline, user_data};
 pub use plan::{Action, Bucket, Plan, Resource, Step, Tier};
+pub use plugin::{Check, Part, PluginZip, Recipe, assemble};
 pub use stack::{Progress, Stack, Teardown};

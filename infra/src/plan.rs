@@ -29,6 +29,12 @@ pub enum Resource {
     RouteTable(Tier),
     SecurityGroup,
     Bucket(Bucket),
+    /// The wrt binary the hosts install, in the registry bucket under its digest.
+    HostBinary,
+    /// The connector's plugin zip, in the registry bucket under its digest.
+    PluginArchive,
+    /// The transform the hosts run, deployed to the lake's registry.
+    Transform,
     DbSecret,
     DbSubnetGroup,
     DbParameterGroup,
@@ -79,6 +85,16 @@ impl Topology {
             Resource::SecurityGroup,
             Resource::Bucket(Bucket::Lake),
             Resource::Bucket(Bucket::Registry),
+        ]);
+        // Shipped before the slow resources, so a bad artifact stops `up` within a minute.
+        if self.hosts.count > 0 {
+            all.push(Resource::HostBinary);
+        }
+        if self.connector.enabled {
+            all.push(Resource::PluginArchive);
+        }
+        all.push(Resource::Transform);
+        all.extend([
             Resource::DbSecret,
             Resource::DbSubnetGroup,
             Resource::DbParameterGroup,
@@ -129,6 +145,9 @@ impl Topology {
             Resource::SecurityGroup => format!("{s}-sg"),
             Resource::Bucket(Bucket::Lake) => self.lake_bucket(),
             Resource::Bucket(Bucket::Registry) => self.registry_bucket(),
+            Resource::HostBinary => "wrt".into(),
+            Resource::PluginArchive => "debezium-plugin".into(),
+            Resource::Transform => s.clone(),
             Resource::DbSecret => format!("{s}/db-master"),
             Resource::DbSubnetGroup => format!("{s}-db-subnets"),
             Resource::DbParameterGroup => {
@@ -173,6 +192,21 @@ impl Topology {
             Resource::Bucket(Bucket::Registry) => {
                 "transforms, wrt binary, connector plugin; public access blocked, encrypted".into()
             }
+            Resource::HostBinary => format!(
+                "s3://{}/bin/wrt-<sha256>: this wrt, for Linux {}",
+                self.registry_bucket(),
+                self.host_architecture()
+            ),
+            Resource::PluginArchive => format!(
+                "s3://{}/plugins/: Debezium MySQL {} from Maven Central + Secrets Manager config provider",
+                self.registry_bucket(),
+                self.connector.debezium_version
+            ),
+            Resource::Transform => format!(
+                "s3://{}/_wrt/transforms/{}/: deployed by `up --transform` or `wrt deploy`",
+                self.lake_bucket(),
+                self.stack
+            ),
             Resource::DbSecret => match db.literal_password {
                 Some(_) => "master password (literal from the topology: unsafe)".into(),
                 None => "master password (generated)".into(),
@@ -226,11 +260,7 @@ impl Topology {
             ),
             Resource::ConnectorRole => "assumed by MSK Connect".into(),
             Resource::WorkerConfiguration => "Secrets Manager config provider".into(),
-            Resource::CustomPlugin => format!(
-                "s3://{}/{}",
-                self.registry_bucket(),
-                self.connector.plugin_key
-            ),
+            Resource::CustomPlugin => "the plugin zip above; a new zip makes a new plugin".into(),
             Resource::Connector => format!(
                 "Debezium MySQL -> topics {}.{}.*",
                 self.connector.topic_prefix, db.database_name
@@ -251,6 +281,8 @@ impl Resource {
             Resource::RouteTable(_) => "route table",
             Resource::SecurityGroup => "security group",
             Resource::Bucket(_) => "s3 bucket",
+            Resource::HostBinary | Resource::PluginArchive => "s3 object",
+            Resource::Transform => "transform",
             Resource::DbSecret => "secret",
             Resource::DbSubnetGroup => "db subnet group",
             Resource::DbParameterGroup => "db parameter group",
@@ -437,7 +469,20 @@ mod tests {
                 assert!(pos(*d) < pos(*r), "{r:?} must come after {d:?}");
             }
         }
-        assert_eq!(order.len(), 26);
+        for artifact in [
+            Resource::HostBinary,
+            Resource::PluginArchive,
+            Resource::Transform,
+        ] {
+            assert!(pos(Resource::Bucket(Bucket::Registry)) < pos(artifact));
+            assert!(
+                pos(artifact) < pos(Resource::KafkaCluster),
+                "{artifact:?} ships early"
+            );
+        }
+        assert!(pos(Resource::HostBinary) < pos(Resource::Host(0)));
+        assert!(pos(Resource::PluginArchive) < pos(Resource::CustomPlugin));
+        assert_eq!(order.len(), 29);
     }
 
     /// The recipe's plan on an empty account, MSK Connect included (moto lacks it, so the

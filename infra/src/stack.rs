@@ -1,9 +1,11 @@
 //! The engine: survey the account by tags, plan, converge (`up`), tear down (`down`).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use aws_config::SdkConfig;
 
+use crate::artifacts::{HostBinary, TransformDeploy};
 use crate::aws::{Clients, Waits};
 use crate::config::Topology;
 use crate::error::{Error, Failure, Result};
@@ -17,6 +19,14 @@ pub struct Stack {
     pub(crate) waits: Waits,
     /// Let `down` delete the buckets' objects; otherwise a non-empty bucket is kept and reported.
     pub(crate) purge_buckets: bool,
+    /// The wrt binary `up` ships to the hosts.
+    pub(crate) host_binary: Option<HostBinary>,
+    /// The transform `up` deploys.
+    pub(crate) transform: Option<TransformDeploy>,
+    /// Where the plugin's downloads are kept between runs.
+    pub(crate) downloads: PathBuf,
+    /// Whether the endpoint has MSK Connect (moto has not).
+    pub(crate) msk_connect: bool,
 }
 
 /// What was found of one resource, and how it differs from the topology.
@@ -83,6 +93,56 @@ impl Stack {
             c: clients,
             waits: Waits::default(),
             purge_buckets: false,
+            host_binary: None,
+            transform: None,
+            downloads: default_downloads(),
+            msk_connect: true,
+        })
+    }
+
+    /// The wrt binary `up` uploads for the hosts (checked with [`HostBinary::check`]).
+    pub fn with_host_binary(mut self, binary: HostBinary) -> Self {
+        self.host_binary = Some(binary);
+        self
+    }
+
+    /// The transform `up` deploys once the lake exists; without one the hosts wait for a deploy.
+    pub fn with_transform(mut self, transform: TransformDeploy) -> Self {
+        self.transform = Some(transform);
+        self
+    }
+
+    /// Where the connector plugin's downloads are cached (default `~/.cache/wrt/downloads`).
+    pub fn with_download_cache(mut self, dir: PathBuf) -> Self {
+        self.downloads = dir;
+        self
+    }
+
+    /// For an endpoint without MSK Connect (moto): the plugin zip is still assembled and
+    /// uploaded, the MSK Connect resources are left out.
+    pub fn without_msk_connect(mut self) -> Self {
+        self.msk_connect = false;
+        self
+    }
+
+    /// The resources this stack manages, in creation order.
+    pub fn resources(&self) -> Vec<Resource> {
+        let mut all = self.t.resources();
+        if !self.msk_connect {
+            all.retain(|r| {
+                !matches!(
+                    r,
+                    Resource::WorkerConfiguration | Resource::CustomPlugin | Resource::Connector
+                )
+            });
+        }
+        all
+    }
+
+    pub(crate) fn host_binary(&self) -> Result<&HostBinary> {
+        self.host_binary.as_ref().ok_or_else(|| Error::Artifact {
+            field: "--wrt-binary".into(),
+            message: "no wrt binary was given for the hosts".into(),
         })
     }
 
@@ -107,7 +167,7 @@ impl Stack {
     pub async fn plan(&self) -> Result<Plan> {
         let mut ids = Ids::new();
         let mut steps = Vec::new();
-        for r in self.t.resources() {
+        for r in self.resources() {
             let found = self.observe(r, &ids).await?;
             steps.push(self.step(r, found, &mut ids));
         }
@@ -118,13 +178,17 @@ impl Stack {
     pub async fn up(&self, progress: Progress<'_>) -> Result<Plan> {
         let mut ids = Ids::new();
         let mut steps = Vec::new();
-        for r in self.t.resources() {
+        // Checked before anything is made (the hosts' wrt was checked when it was given).
+        if self.resources().contains(&Resource::PluginArchive) {
+            crate::plugin::Recipe::of(&self.t).check_pins()?;
+        }
+        for r in self.resources() {
             let found = self.observe(r, &ids).await?;
             let step = self.step(r, found, &mut ids);
             match &step.action {
                 Action::Create => {
                     progress(&format!("creating {} {} ...", r.kind(), step.name));
-                    let id = match self.create(r, &ids).await {
+                    let id = match self.create(r, &ids, progress).await {
                         Ok(id) => id,
                         // Someone (a run we interrupted, or a race) made it meanwhile: adopt it.
                         Err(e) if e.is_already_exists() => {
@@ -132,7 +196,10 @@ impl Stack {
                         }
                         Err(e) => return Err(e),
                     };
-                    self.fix(r, &ids, &id).await?;
+                    // A deploy just made is as wanted; checking the component again costs a load.
+                    if r != Resource::Transform {
+                        self.fix(r, &ids, &id).await?;
+                    }
                     ids.insert(r, id);
                 }
                 Action::Change(_) => {
@@ -166,8 +233,8 @@ impl Stack {
         let mut ids = Ids::new();
         let mut failures = Vec::new();
         let mut found = Vec::new();
-        for r in self.t.resources() {
-            match self.observe(r, &ids).await {
+        for r in self.resources() {
+            match self.observe_owned(r, &ids).await {
                 Ok(Some(f)) if !f.owned => progress(&format!(
                     "keeping {} {}: it does not carry this stack's tag",
                     r.kind(),
@@ -222,6 +289,10 @@ impl Stack {
     fn step(&self, r: Resource, found: Option<Found>, ids: &mut Ids) -> Step {
         let (id, action) = match found {
             _ if r == Resource::BinlogRetention => (None, Action::Deferred),
+            // Nothing to deploy and nothing deployed: the hosts wait, and the plan says so.
+            None if r == Resource::Transform && self.transform.is_none() => {
+                (None, Action::Deferred)
+            }
             None => (None, Action::Create),
             Some(f) if !f.replace.is_empty() => (Some(f.id), Action::Replace(f.replace)),
             Some(f) if !f.change.is_empty() => (Some(f.id), Action::Change(f.change)),
@@ -234,8 +305,16 @@ impl Stack {
             resource: r,
             name: self.t.name(r),
             id,
+            detail: match (&action, r) {
+                (Action::Deferred, Resource::Transform) => format!(
+                    "nothing deployed: the hosts wait for `wrt infra up --transform t.wasm` \
+                     (or `wrt deploy`) to s3://{}/_wrt/transforms/{}/",
+                    self.t.lake_bucket(),
+                    self.t.stack
+                ),
+                _ => self.t.describe(r),
+            },
             action,
-            detail: self.t.describe(r),
         }
     }
 
@@ -259,6 +338,13 @@ impl Stack {
             Resource::RouteTable(tier) => self.observe_route_table(tier, ids).await,
             Resource::SecurityGroup => self.observe_security_group(ids).await,
             Resource::Bucket(b) => self.observe_bucket(b).await,
+            Resource::HostBinary => match self.host_binary {
+                Some(_) => self.observe_host_binary().await,
+                // Nothing to compare with: any wrt uploaded before counts.
+                None => self.owned_host_binaries().await,
+            },
+            Resource::PluginArchive => self.observe_plugin_archive().await,
+            Resource::Transform => self.observe_transform().await,
             Resource::DbSecret => self.observe_secret().await,
             Resource::DbSubnetGroup => self.observe_db_subnet_group(ids).await,
             Resource::DbParameterGroup => self.observe_parameter_group().await,
@@ -269,12 +355,24 @@ impl Stack {
             Resource::Host(i) => self.observe_host(i, ids).await,
             Resource::BinlogRetention => Ok(None),
             Resource::WorkerConfiguration => self.observe_worker_configuration().await,
-            Resource::CustomPlugin => self.observe_custom_plugin().await,
-            Resource::Connector => self.observe_connector().await,
+            Resource::CustomPlugin => self.observe_custom_plugin(ids).await,
+            Resource::Connector => self.observe_connector(ids).await,
         }
     }
 
-    async fn create(&self, r: Resource, ids: &Ids) -> Result<String> {
+    /// What `down` deletes of `r`: for what `up` ships under content digests, every version
+    /// there is, whatever build or recipe put it there.
+    async fn observe_owned(&self, r: Resource, ids: &Ids) -> Result<Option<Found>> {
+        match r {
+            Resource::HostBinary => self.owned_host_binaries().await,
+            Resource::PluginArchive => self.owned_plugin_archives().await,
+            Resource::Transform => self.owned_transforms().await,
+            Resource::CustomPlugin => self.owned_custom_plugins().await,
+            _ => self.observe(r, ids).await,
+        }
+    }
+
+    async fn create(&self, r: Resource, ids: &Ids, progress: Progress<'_>) -> Result<String> {
         match r {
             Resource::Vpc => self.create_vpc().await,
             Resource::Subnet(tier, i) => self.create_subnet(tier, i, ids).await,
@@ -284,6 +382,9 @@ impl Stack {
             Resource::RouteTable(tier) => self.create_route_table(tier, ids).await,
             Resource::SecurityGroup => self.create_security_group(ids).await,
             Resource::Bucket(b) => self.create_bucket(b).await,
+            Resource::HostBinary => self.upload_host_binary(progress).await,
+            Resource::PluginArchive => self.upload_plugin_archive(progress).await,
+            Resource::Transform => Ok(self.deploy_transform().await?.unwrap_or_default()),
             Resource::DbSecret => self.create_secret().await,
             Resource::DbSubnetGroup => self.create_db_subnet_group(ids).await,
             Resource::DbParameterGroup => self.create_parameter_group().await,
@@ -294,7 +395,7 @@ impl Stack {
             Resource::Host(i) => self.create_host(i, ids).await,
             Resource::BinlogRetention => Ok(String::new()),
             Resource::WorkerConfiguration => self.create_worker_configuration().await,
-            Resource::CustomPlugin => self.create_custom_plugin().await,
+            Resource::CustomPlugin => self.create_custom_plugin(ids).await,
             Resource::Connector => self.create_connector(ids).await,
         }
     }
@@ -312,6 +413,8 @@ impl Stack {
             Resource::DbInstance => self.fix_db_instance(ids).await,
             Resource::HostRole | Resource::ConnectorRole => self.fix_role(r, ids).await,
             Resource::HostProfile => self.fix_instance_profile().await,
+            Resource::Transform => self.deploy_transform().await.map(drop),
+            Resource::Connector => self.fix_connector(ids, id).await,
             _ => Ok(()),
         }
     }
@@ -326,6 +429,9 @@ impl Stack {
             Resource::RouteTable(_) => self.delete_route_table(id).await,
             Resource::SecurityGroup => self.delete_security_group(id).await,
             Resource::Bucket(b) => self.delete_bucket(b).await,
+            Resource::HostBinary => self.delete_host_binaries().await,
+            Resource::PluginArchive => self.delete_plugin_archives().await,
+            Resource::Transform => self.delete_transforms().await,
             Resource::DbSecret => self.delete_secret(id).await,
             Resource::DbSubnetGroup => self.delete_db_subnet_group().await,
             Resource::DbParameterGroup => self.delete_parameter_group().await,
@@ -336,8 +442,18 @@ impl Stack {
             Resource::Host(_) => self.delete_host(id).await,
             Resource::BinlogRetention => Ok(()),
             Resource::WorkerConfiguration => self.delete_worker_configuration(id).await,
-            Resource::CustomPlugin => self.delete_custom_plugin(id).await,
+            Resource::CustomPlugin => self.delete_custom_plugins().await,
             Resource::Connector => self.delete_connector(id).await,
         }
     }
+}
+
+/// `$XDG_CACHE_HOME/wrt/downloads`, else `~/.cache/wrt/downloads`, else a temporary folder.
+fn default_downloads() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("wrt")
+        .join("downloads")
 }

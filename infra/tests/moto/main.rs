@@ -3,27 +3,106 @@
 
 mod server;
 
-use std::sync::Mutex;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::Filter;
-use wrt_infra::{Action, Plan, Stack, Topology, Waits};
+use sha2::Digest;
+use wrt_infra::{Action, DeployFuture, HostBinary, Plan, Stack, Topology, TransformDeploy, Waits};
 
 use server::Moto;
 
-/// The recipe's topology with what moto lacks turned off (MSK Connect) and no final
-/// snapshot to leave behind.
-fn topology(stack: &str) -> Topology {
+/// What `up` ships, made up locally: a Maven repository holding a Debezium plugin archive
+/// (with its `.sha1`), a config provider zip, and the hosts' wrt binary.
+struct Shipped {
+    dir: tempfile::TempDir,
+}
+
+/// The jars of the Debezium archive, which the plugin zip must list.
+const DEBEZIUM_JARS: [&str; 3] = [
+    "debezium-connector-mysql-3.4.0.Final.jar",
+    "debezium-core-3.4.0.Final.jar",
+    "mysql-binlog-connector-java-0.40.3.jar",
+];
+
+fn zip_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in files {
+        writer
+            .start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(bytes).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+impl Shipped {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let version = dir
+            .path()
+            .join("m2/io/debezium/debezium-connector-mysql/3.4.0.Final");
+        std::fs::create_dir_all(&version).unwrap();
+        let files: Vec<(String, Vec<u8>)> = DEBEZIUM_JARS
+            .iter()
+            .map(|jar| {
+                (
+                    format!("debezium-connector-mysql/{jar}"),
+                    jar.as_bytes().to_vec(),
+                )
+            })
+            .chain([(
+                "debezium-connector-mysql/LICENSE.txt".to_owned(),
+                b"Apache-2.0".to_vec(),
+            )])
+            .collect();
+        let archive = zip_of(&files);
+        let name = "debezium-connector-mysql-3.4.0.Final-plugin.zip";
+        std::fs::write(version.join(name), &archive).unwrap();
+        let sha1 = hex::encode(sha1::Sha1::digest(&archive));
+        std::fs::write(version.join(format!("{name}.sha1")), sha1).unwrap();
+        let provider = zip_of(&[(
+            "msk-config-providers-0.1.0.jar".to_owned(),
+            b"provider".to_vec(),
+        )]);
+        std::fs::write(dir.path().join("provider.zip"), provider).unwrap();
+        // The first bytes of a Linux x86_64 executable: all `up` reads of the hosts' wrt.
+        let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+        elf.resize(18, 0);
+        elf.extend_from_slice(&0x3e_u16.to_le_bytes());
+        elf.resize(4096, 0);
+        std::fs::write(dir.path().join("wrt"), elf).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The `[connector]` section that downloads from here.
+    fn connector_section(&self) -> String {
+        let provider = self.path("provider.zip");
+        let sha256 = hex::encode(sha2::Sha256::digest(std::fs::read(&provider).unwrap()));
+        format!(
+            "[connector]\ndebezium-version = \"3.4.0.Final\"\n\
+             maven-repository = \"file://{}\"\n\
+             config-provider = {{ url = \"file://{}\", sha256 = \"{sha256}\" }}\n",
+            self.path("m2").display(),
+            provider.display()
+        )
+    }
+}
+
+/// The recipe's topology with no final snapshot to leave behind, downloading the plugin's
+/// parts from `shipped`.
+fn topology(stack: &str, shipped: &Shipped) -> Topology {
     let t = Topology::parse(&format!(
-        r#"
-        stack = "{stack}"
-        [database]
-        final-snapshot = false
-        [connector]
-        enabled = false
-        "#
+        "stack = \"{stack}\"\n[database]\nfinal-snapshot = false\n{}",
+        shipped.connector_section()
     ))
     .unwrap();
     t.validate().unwrap();
@@ -43,10 +122,63 @@ fn waits() -> Waits {
     }
 }
 
-fn stack(t: Topology, config: &SdkConfig) -> Stack {
+/// A stack on moto, which lacks MSK Connect: the plugin zip is uploaded, the MSK Connect
+/// resources are left out. The transform "deploy" writes what a real one leaves in the
+/// registry (the CLI test runs the real one through the wrt binary).
+fn stack(t: Topology, config: &SdkConfig, shipped: &Shipped) -> Stack {
+    let wrt = HostBinary::check(&shipped.path("wrt"), "x86_64", "t3.small").unwrap();
+    let s3 = s3_client(config);
+    let (lake, name) = (t.lake_bucket(), t.stack.clone());
+    let wasm = b"\0asm transform".to_vec();
+    let digest = hex::encode(sha2::Sha256::digest(&wasm));
+    let deploy = {
+        let digest = digest.clone();
+        move || -> DeployFuture {
+            let (s3, lake, name, wasm, digest) = (
+                s3.clone(),
+                lake.clone(),
+                name.clone(),
+                wasm.clone(),
+                digest.clone(),
+            );
+            Box::pin(async move {
+                let prefix = format!("_wrt/transforms/{name}/");
+                let pointer =
+                    serde_json::json!({ "pipeline": name, "current": digest, "history": [] });
+                for (key, body) in [
+                    (format!("{prefix}{digest}.wasm"), wasm),
+                    (
+                        format!("{prefix}current.json"),
+                        pointer.to_string().into_bytes(),
+                    ),
+                ] {
+                    (s3.put_object().bucket(&lake).key(key).body(body.into()))
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+        }
+    };
     Stack::with_clients(t, server::clients(config))
         .unwrap()
         .with_waits(waits())
+        .without_msk_connect()
+        .with_host_binary(wrt)
+        .with_transform(TransformDeploy {
+            digest,
+            deploy: Arc::new(deploy),
+        })
+        .with_download_cache(shipped.path("cache"))
+}
+
+fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 /// Runs `up`, collecting its progress lines.
@@ -70,8 +202,9 @@ fn tag_filter(stack: &str) -> Filter {
 #[tokio::test]
 async fn up_creates_every_resource_as_the_table_says() -> Result<()> {
     let moto = Moto::start().await?;
+    let shipped = Shipped::new();
     let config = moto.config().await;
-    let s = stack(topology("tbl"), &config);
+    let s = stack(topology("tbl", &shipped), &config, &shipped);
     let (plan, lines) = up(&s).await?;
     assert!(
         plan.steps
@@ -324,11 +457,7 @@ async fn up_creates_every_resource_as_the_table_says() -> Result<()> {
             .all(|l| !l.contains(password))
     );
 
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3_client(&config);
     for bucket in ["tbl-lake", "tbl-registry"] {
         let block = s3.get_public_access_block().bucket(bucket).send().await?;
         let block = block.public_access_block_configuration().unwrap();
@@ -352,6 +481,81 @@ async fn up_creates_every_resource_as_the_table_says() -> Result<()> {
             .unwrap()
             .sse_algorithm();
         assert_eq!(algorithm.as_str(), "AES256", "{bucket}");
+    }
+
+    // Nothing was uploaded by hand: the plugin zip, the hosts' wrt and the transform are there.
+    let listed = s3.list_objects_v2().bucket("tbl-registry").send().await?;
+    let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    keys.sort();
+    let [binary, plugin] = keys[..] else {
+        panic!("a binary and a plugin zip: {keys:?}")
+    };
+    let wrt = std::fs::read(shipped.path("wrt"))?;
+    assert_eq!(
+        binary,
+        format!("bin/wrt-{}", hex::encode(sha2::Sha256::digest(&wrt)))
+    );
+    let uploaded = s3
+        .get_object()
+        .bucket("tbl-registry")
+        .key(binary)
+        .send()
+        .await?;
+    assert_eq!(uploaded.body.collect().await?.into_bytes(), wrt);
+    let zip = s3
+        .get_object()
+        .bucket("tbl-registry")
+        .key(plugin)
+        .send()
+        .await?;
+    let zip = zip.body.collect().await?.into_bytes();
+    let digest = hex::encode(sha2::Sha256::digest(&zip));
+    assert_eq!(
+        plugin,
+        format!("plugins/debezium-connector-mysql-3.4.0.Final-{digest}.zip"),
+        "stored under its content digest"
+    );
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec()))?;
+    let mut files: Vec<String> = archive
+        .file_names()
+        .map(|name| name.map(|n| n.into_owned()))
+        .collect::<Result<_, _>>()?;
+    files.sort();
+    let mut want: Vec<String> = DEBEZIUM_JARS
+        .iter()
+        .map(|jar| format!("debezium-connector-mysql/{jar}"))
+        .chain([
+            "debezium-connector-mysql/LICENSE.txt".to_owned(),
+            "msk-config-providers/msk-config-providers-0.1.0.jar".to_owned(),
+        ])
+        .collect();
+    want.sort();
+    assert_eq!(files, want);
+    let mut core = String::new();
+    archive
+        .by_name("debezium-connector-mysql/debezium-core-3.4.0.Final.jar")?
+        .read_to_string(&mut core)?;
+    assert_eq!(
+        core, "debezium-core-3.4.0.Final.jar",
+        "the jar's bytes, unchanged"
+    );
+    let pointer = s3
+        .get_object()
+        .bucket("tbl-lake")
+        .key("_wrt/transforms/tbl/current.json")
+        .send()
+        .await?;
+    let pointer: serde_json::Value =
+        serde_json::from_slice(&pointer.body.collect().await?.into_bytes())?;
+    assert_eq!(
+        pointer["current"],
+        hex::encode(sha2::Sha256::digest(b"\0asm transform"))
+    );
+    for key in [binary, plugin] {
+        assert!(
+            lines.iter().any(|l| l.contains(&format!("[{key}]"))),
+            "[{key}] missing from {lines:#?}"
+        );
     }
 
     let kafka = server::clients(&config).kafka;
@@ -423,14 +627,17 @@ fn name_of(tags: &[aws_sdk_ec2::types::Tag]) -> String {
 #[tokio::test]
 async fn a_second_up_changes_nothing() -> Result<()> {
     let moto = Moto::start().await?;
-    let s = stack(topology("again"), &moto.config().await);
+    let shipped = Shipped::new();
+    let s = stack(topology("again", &shipped), &moto.config().await, &shipped);
     up(&s).await?;
     let (plan, lines) = up(&s).await?;
     assert_eq!(plan.changes(), 0, "{plan}");
     assert!(
-        lines
-            .iter()
-            .all(|l| !l.starts_with("creating") && !l.starts_with("changing")),
+        lines.iter().all(|l| !l.starts_with("creating")
+            && !l.starts_with("changing")
+            && !l.starts_with("uploading")
+            && !l.starts_with("downloading")
+            && !l.starts_with("using ")),
         "{lines:#?}"
     );
     assert_eq!(s.plan().await?.changes(), 0);
@@ -440,18 +647,27 @@ async fn a_second_up_changes_nothing() -> Result<()> {
 #[tokio::test]
 async fn down_leaves_nothing_with_the_stack_tags() -> Result<()> {
     let moto = Moto::start().await?;
+    let shipped = Shipped::new();
     let config = moto.config().await;
-    let s = stack(topology("gone"), &config);
+    let s = stack(topology("gone", &shipped), &config, &shipped);
     // A neighbour stack in the same account must survive.
-    let neighbour = stack(topology("keep"), &config);
+    let neighbour = stack(topology("keep", &shipped), &config, &shipped);
     up(&s).await?;
     up(&neighbour).await?;
     let teardown = s.down(&quiet).await?;
     assert_eq!(
         teardown.deleted,
-        s.topology().resources().len() - 1,
+        s.resources().len() - 1,
         "all but the deferred step"
     );
+    // The registry and the lake went too: what `up` shipped was in them.
+    let s3 = s3_client(&config);
+    for bucket in ["gone-lake", "gone-registry"] {
+        assert!(
+            s3.head_bucket().bucket(bucket).send().await.is_err(),
+            "{bucket} is left"
+        );
+    }
 
     let after = s.plan().await?;
     assert!(
@@ -510,7 +726,8 @@ async fn down_leaves_nothing_with_the_stack_tags() -> Result<()> {
 #[tokio::test]
 async fn an_interrupted_up_converges_when_run_again() -> Result<()> {
     let moto = Moto::start().await?;
-    let s = stack(topology("halt"), &moto.config().await);
+    let shipped = Shipped::new();
+    let s = stack(topology("halt", &shipped), &moto.config().await, &shipped);
     // Drop `up` (as Ctrl-C would) once it has started its eighth resource: the NAT gateway.
     let started = Mutex::new(0);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -542,8 +759,9 @@ async fn an_interrupted_up_converges_when_run_again() -> Result<()> {
 #[tokio::test]
 async fn drift_is_planned_as_a_change_and_fixed() -> Result<()> {
     let moto = Moto::start().await?;
+    let shipped = Shipped::new();
     let config = moto.config().await;
-    let s = stack(topology("drift"), &config);
+    let s = stack(topology("drift", &shipped), &config, &shipped);
     up(&s).await?;
 
     let ec2 = aws_sdk_ec2::Client::new(&config);
@@ -594,9 +812,12 @@ async fn drift_is_planned_as_a_change_and_fixed() -> Result<()> {
 #[tokio::test]
 async fn plan_on_an_empty_account_lists_everything_in_dependency_order() -> Result<()> {
     let moto = Moto::start().await?;
-    let mut t = topology("wrt");
-    t.database.final_snapshot = true;
-    let plan = stack(t, &moto.config().await).plan().await?;
-    server::snapshot("plan-empty-account.txt", &plan.to_string());
+    let shipped = Shipped::new();
+    // As the CLI test runs it: no MSK Connect, the running wrt, no transform to deploy.
+    let t = Topology::parse("[connector]\nenabled = false\n")?;
+    let wrt = HostBinary::check(&shipped.path("wrt"), "x86_64", "t3.small")?;
+    let stack =
+        Stack::with_clients(t, server::clients(&moto.config().await))?.with_host_binary(wrt);
+    server::snapshot("plan-empty-account.txt", &stack.plan().await?.to_string());
     Ok(())
 }
