@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -58,9 +59,15 @@ impl HostBinary {
             field: "--wrt-binary".into(),
             message,
         };
-        let bytes =
-            std::fs::read(path).map_err(|e| refuse(format!("reading {}: {e}", path.display())))?;
-        let found = executable_kind(&bytes);
+        let reading = |e: std::io::Error| refuse(format!("reading {}: {e}", path.display()));
+        // Streamed: a debug build of wrt is over a gigabyte.
+        let mut file = std::fs::File::open(path).map_err(reading)?;
+        let mut header = Vec::with_capacity(64);
+        (&mut file)
+            .take(64)
+            .read_to_end(&mut header)
+            .map_err(reading)?;
+        let found = executable_kind(&header);
         if found != format!("Linux {architecture}") {
             return Err(refuse(format!(
                 "{} is {found}, but the hosts ({instance_type}) run Amazon Linux on \
@@ -70,9 +77,12 @@ impl HostBinary {
                 path.display()
             )));
         }
+        let mut hasher = Sha256::new();
+        hasher.update(&header);
+        std::io::copy(&mut file, &mut hasher).map_err(reading)?;
         Ok(Self {
             path: path.to_path_buf(),
-            sha256: hex::encode(Sha256::digest(&bytes)),
+            sha256: hex::encode(hasher.finalize()),
         })
     }
 
