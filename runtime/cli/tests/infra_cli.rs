@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+use wrt_tests::guest;
+
 /// moto 5.2 writes MSK's `creationTime` without a UTC offset, which the SDK in the binary
 /// refuses (infra/README.md); the server is started with the offset added.
 const MOTO_WITH_UTC_TIMES: &str = "
@@ -158,75 +161,157 @@ fn check_names_the_bad_field() {
 }
 
 #[test]
-fn plan_on_an_empty_account_lists_everything_in_dependency_order() {
+fn plan_reads_the_working_directorys_infra_toml() {
     let moto = Moto::start();
     let dir = topology_dir();
-    let plan = infra_ok(
-        &[
-            "plan",
-            "--config",
-            "infra.toml",
-            "--endpoint-url",
-            &moto.url,
-        ],
-        dir.path(),
+    // No --config: the folder's infra.toml (connector off) is read, and the plan says so.
+    let out = infra(&["plan", "--endpoint-url", &moto.url], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "topology: infra.toml (from the working directory)\n"
     );
     // The library's snapshot of the same plan: the binary must print exactly that.
     let snapshot = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../infra/tests/snapshots/plan-empty-account.txt");
-    assert_eq!(plan, std::fs::read_to_string(snapshot).unwrap());
+    assert_eq!(
+        text(&out.stdout),
+        std::fs::read_to_string(snapshot).unwrap()
+    );
+
+    // Elsewhere, without a file, the recipe (connector included) is planned, and said to be.
+    let empty = tempfile::tempdir().unwrap();
+    let out = infra(&["plan", "--endpoint-url", &moto.url], empty.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("topology: the recipe's defaults"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("msk connector"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
-fn up_status_down_converge_and_leave_nothing_tagged() {
+fn up_ships_binary_and_transform_then_down_removes_everything() {
     let moto = Moto::start();
     let dir = topology_dir();
-    let run = |action: &str| {
-        infra_ok(
-            &[
-                action,
-                "--config",
-                "infra.toml",
-                "--endpoint-url",
-                &moto.url,
-            ],
-            dir.path(),
-        )
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--endpoint-url", &moto.url]);
+        if args[0] != "down" {
+            all.extend(["--wrt-binary", "wrt-linux"]);
+        }
+        infra_ok(&all, dir.path())
     };
+    let v1 = guest("tagger_v1");
+    let v1_digest = hex::encode(Sha256::digest(std::fs::read(&v1).unwrap()));
+    // A debug wrt is over a gigabyte: the hosts get a stand-in Linux x86_64 executable (the
+    // plan test above reads the running wrt, the default).
+    let mut wrt = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    wrt.resize(18, 0);
+    wrt.extend_from_slice(&0x3e_u16.to_le_bytes());
+    wrt.resize(4096, 0);
+    std::fs::write(dir.path().join("wrt-linux"), &wrt).unwrap();
+    let wrt_key = format!("bin/wrt-{}", hex::encode(Sha256::digest(&wrt)));
 
-    let up = run("up");
+    // Nothing uploaded by hand: the hosts' wrt goes up; with no transform the hosts wait.
+    let up = run(&["up"]);
     assert!(up.contains("creating vpc wrt-vpc"), "{up}");
+    assert!(up.contains(&format!("[{wrt_key}]")), "{up}");
     assert!(
-        up.ends_with("up: 21 created or changed, 1 already as wanted\n"),
+        up.ends_with("up: 22 created or changed, 2 already as wanted\n"),
         "{up}"
     );
+    let status = run(&["status"]);
+    assert!(
+        status.contains(
+            "waiting  transform            wrt                   nothing deployed: the hosts wait"
+        ),
+        "{status}"
+    );
 
-    let status = run("status");
+    // The first transform, deployed as `wrt deploy` deploys it; then nothing left to do.
+    let up = run(&["up", "--transform", v1.to_str().unwrap()]);
+    assert!(
+        up.contains(&format!(
+            "deployed {v1_digest} to pipeline `wrt` (was nothing)"
+        )),
+        "{up}"
+    );
+    assert!(
+        up.ends_with("up: 1 created or changed, 23 already as wanted\n"),
+        "{up}"
+    );
+    let again = run(&["up", "--transform", v1.to_str().unwrap()]);
+    assert!(
+        again.ends_with("up: 0 created or changed, 24 already as wanted\n"),
+        "{again}"
+    );
+    assert!(!again.contains("deployed"), "{again}");
+
+    let status = run(&["status"]);
     let states: Vec<&str> = status
         .lines()
         .map(|l| l.split_whitespace().next().unwrap_or_default())
         .collect();
-    assert_eq!(states.len(), 22, "{status}");
+    assert_eq!(states.len(), 24, "{status}");
     // Everything is there; binlog retention is SQL the hosts run, invisible to the API.
     assert!(
         states.iter().all(|s| *s == "ok" || *s == "deferred"),
         "{status}"
     );
-    assert!(
-        status.contains("ok       ec2 instance         wrt-host-1            i-"),
-        "{status}"
-    );
+    for line in [
+        format!("ok       s3 object            wrt                   {wrt_key}"),
+        format!("ok       transform            wrt                   {v1_digest}"),
+        "ok       ec2 instance         wrt-host-1            i-".to_owned(),
+    ] {
+        assert!(status.contains(&line), "{line:?} missing from:\n{status}");
+    }
 
-    let down = run("down");
+    let down = run(&["down"]);
     assert!(
-        down.ends_with("down: 21 resources deleted, 0 remaining\n"),
+        down.ends_with("down: 23 resources deleted, 0 remaining\n"),
         "{down}"
     );
-    let after = run("status");
+    let after = run(&["status"]);
     assert!(
-        after
-            .lines()
-            .all(|l| l.starts_with("missing") || l.starts_with("deferred")),
+        after.lines().all(|l| l.starts_with("missing")
+            || l.starts_with("deferred")
+            || l.starts_with("waiting")),
         "{after}"
+    );
+}
+
+#[test]
+fn a_binary_for_other_hosts_is_refused_before_anything_is_made() {
+    let dir = topology_dir();
+    let mac = dir.path().join("wrt-macos");
+    std::fs::write(&mac, [0xcf, 0xfa, 0xed, 0xfe, 7, 0, 0, 1]).unwrap();
+    // No endpoint is reachable: the refusal must come before any AWS call.
+    let out = infra(
+        &[
+            "up",
+            "--wrt-binary",
+            "wrt-macos",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--wrt-binary: wrt-macos is a macOS (Mach-O) executable, but the hosts (t3.small) run Amazon Linux on x86_64")
+            && stderr.contains("--target x86_64-unknown-linux-gnu"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        2,
+        "the topology line and one error line: {stderr}"
     );
 }

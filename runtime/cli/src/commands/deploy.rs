@@ -1,6 +1,6 @@
 //! `wrt deploy`, `wrt rollback` and `wrt transforms`: the registry from the command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -9,7 +9,7 @@ use wrt::pipeline::Emit;
 use wrt::pipeline::sink::{LocalDir, Sink};
 use wrt::pipeline::source;
 use wrt::pipeline::transform::Transform;
-use wrt::pipeline::transform::sandbox::WasmTransform;
+use wrt::pipeline::transform::sandbox::{Loader, WasmTransform};
 use wrt::registry::{Action, Registry, RegistryError, Seen, rollback_target};
 
 use super::{read_component, replay, s3_sink, section_loader};
@@ -110,45 +110,69 @@ impl RegistryCommand for Deploy {
         config: &PipelineConfig,
         cache_dir: Option<PathBuf>,
     ) -> anyhow::Result<ExitCode> {
-        // The version this deploy replaces is the one current when it began.
-        let seen = registry.pointer().await?;
-        let wasm = read_component(&self.transform)?;
         let loader = section_loader(&config.transform, cache_dir)?;
-        // Off the async context: `init` and `process` may block in WASI calls.
-        let transform = tokio::task::block_in_place(|| -> anyhow::Result<WasmTransform> {
-            let mut transform = loader.load(&wasm)?;
-            if let Some(events) = &self.events {
-                let batch_size = config.batch.batch_size;
-                try_events(&mut transform, events, batch_size, self.allow_rejected)?;
-            }
-            Ok(transform)
-        })
-        .with_context(|| format!("refused {}; nothing was shipped", self.transform.display()))?;
-        let digest = transform.digest().to_string();
-        if seen.as_ref().is_some_and(|s| s.pointer.current == digest) {
-            println!("pipeline `{}` already runs {digest}", registry.pipeline());
-            return Ok(ExitCode::SUCCESS);
-        }
-        registry.upload(&wasm).await?;
-        let by = self.by.unwrap_or_else(default_author);
-        let pointer = registry
-            .move_to(seen.as_ref(), &digest, Action::Deploy, &by)
-            .await?;
-        let previous = seen.map_or("nothing".into(), |s| short(&s.pointer.current));
-        println!(
-            "deployed {} to pipeline `{}` (was {previous}); hosts switch at their next check",
-            pointer.current,
-            registry.pipeline(),
-        );
+        let by = self.by.clone().unwrap_or_else(default_author);
+        let batch_size = config.batch.batch_size;
+        let message = ship(
+            &registry,
+            &self.transform,
+            &loader,
+            &by,
+            |transform| match &self.events {
+                Some(events) => try_events(transform, events, batch_size, self.allow_rejected),
+                None => Ok(()),
+            },
+        )
+        .await?;
+        println!("{message}");
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Checks the component at `path` (it loads and initialises with `loader`, then `check`
+/// passes), uploads it and moves the pipeline's pointer to it; returns what happened, in a
+/// sentence. What `wrt deploy` and `wrt infra up --transform` share.
+pub(super) async fn ship<K: Sink>(
+    registry: &Registry<K>,
+    path: &Path,
+    loader: &Loader,
+    by: &str,
+    check: impl FnOnce(&mut WasmTransform) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    // The version this deploy replaces is the one current when it began.
+    let seen = registry.pointer().await?;
+    let wasm = read_component(path)?;
+    // Off the async context: `init` and `process` may block in WASI calls.
+    let transform = tokio::task::block_in_place(|| -> anyhow::Result<WasmTransform> {
+        let mut transform = loader.load(&wasm)?;
+        check(&mut transform)?;
+        Ok(transform)
+    })
+    .with_context(|| format!("refused {}; nothing was shipped", path.display()))?;
+    let digest = transform.digest().to_string();
+    if seen.as_ref().is_some_and(|s| s.pointer.current == digest) {
+        return Ok(format!(
+            "pipeline `{}` already runs {digest}",
+            registry.pipeline()
+        ));
+    }
+    registry.upload(&wasm).await?;
+    let pointer = registry
+        .move_to(seen.as_ref(), &digest, Action::Deploy, by)
+        .await?;
+    let previous = seen.map_or("nothing".into(), |s| short(&s.pointer.current));
+    Ok(format!(
+        "deployed {} to pipeline `{}` (was {previous}); hosts switch at their next check",
+        pointer.current,
+        registry.pipeline(),
+    ))
 }
 
 /// Runs `events` through the transform, then checks that a replay gives the same output
 /// ([`replay::check`]); an error names the first failures or the first difference.
 fn try_events(
     transform: &mut WasmTransform,
-    path: &std::path::Path,
+    path: &Path,
     batch_size: usize,
     allow_rejected: bool,
 ) -> anyhow::Result<()> {
@@ -345,7 +369,7 @@ fn short(digest: &str) -> String {
     digest.chars().take(12).collect()
 }
 
-fn default_author() -> String {
+pub(super) fn default_author() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
