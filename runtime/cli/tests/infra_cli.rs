@@ -255,7 +255,7 @@ fn up_ships_binary_and_transform_then_down_removes_everything() {
         again.ends_with("up: 0 created or changed, 24 already as wanted\n"),
         "{again}"
     );
-    assert!(!again.contains("deployed"), "{again}");
+    assert!(!again.contains(&format!("deployed {v1_digest}")), "{again}");
 
     let status = run(&["status"]);
     let states: Vec<&str> = status
