@@ -612,8 +612,8 @@ output:
             cpu_seconds: stats.cpu_seconds,
             cpu_s_per_million: stats.cpu_seconds / events * 1e6,
             peak_rss_mib: stats.peak_rss_bytes as f64 / f64::from(1 << 20),
-            transform_share: split.map(|s| s.transform_seconds / seconds),
-            write_share: split.map(|s| s.write_seconds / seconds),
+            lanes_in_calls: split.map(|s| s.transform_seconds / seconds),
+            writers_busy: split.map(|s| s.write_seconds / seconds),
         })
     }
 

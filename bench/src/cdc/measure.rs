@@ -50,9 +50,9 @@ pub fn clock_ticks() -> anyhow::Result<f64> {
     Ok(String::from_utf8(out.stdout)?.trim().parse()?)
 }
 
-/// Where a `wrt` row's time went, from its own metrics: inside transform calls, and writing
-/// closed windows (encoding, S3 round trips, the offset commit). The rest is Kafka, decoding
-/// and batching.
+/// Where a `wrt` row's time went, from its own metrics: seconds inside transform calls summed
+/// over the lanes, and seconds writing closed windows (encoding, S3 round trips) summed over
+/// the writers. Both run side by side with each other and with consumption.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TimeSplit {
     pub transform_seconds: f64,

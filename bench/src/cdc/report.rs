@@ -92,10 +92,11 @@ pub struct Throughput {
     pub cpu_seconds: f64,
     pub cpu_s_per_million: f64,
     pub peak_rss_mib: f64,
-    /// Shares of `seconds` inside transform calls and writing windows (rows 2–4, from
-    /// their metrics).
-    pub transform_share: Option<f64>,
-    pub write_share: Option<f64>,
+    /// How many lanes were inside a transform call, and how many writers were writing a
+    /// window, on average over `seconds` (wrt rows, from their metrics). Lanes and writers
+    /// run side by side, so these are not shares of one timeline.
+    pub lanes_in_calls: Option<f64>,
+    pub writers_busy: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -133,8 +134,8 @@ pub fn median(runs: &[Throughput]) -> Option<Throughput> {
         cpu_seconds: of(|t| t.cpu_seconds),
         cpu_s_per_million: of(|t| t.cpu_s_per_million),
         peak_rss_mib: of(|t| t.peak_rss_mib),
-        transform_share: maybe(|t| t.transform_share),
-        write_share: maybe(|t| t.write_share),
+        lanes_in_calls: maybe(|t| t.lanes_in_calls),
+        writers_busy: maybe(|t| t.writers_busy),
     })
 }
 
@@ -248,26 +249,20 @@ pub fn markdown(report: &Report) -> String {
             fresh(f.map(|f| f.p99_ms)),
         );
     }
-    out += "\nWhere a wrt row's time went (medians, from its own metrics): inside transform calls, \
-            writing closed windows (encoding, S3 round trips, the offset commit), and the rest \
-            (Kafka, decoding, batching).\n\n\
-            | # | row | transform calls | window writes | rest |\n|---|---|---:|---:|---:|\n";
+    out += "\nWhere a wrt row's time went (medians, from its own metrics): the lanes inside a \
+            transform call and the writers writing a closed window (encoding, S3 round trips), \
+            on average over the run. Lanes and writers work side by side, so the two add up to \
+            more than one timeline: 1.5 lanes in calls means that, on average, one and a half \
+            lanes were waiting on the guest.\n\n\
+            | # | row | lanes in transform calls | writers writing |\n|---|---|---:|---:|\n";
     for (i, row) in report.rows.iter().enumerate() {
         let Some((calls, writes)) = row
             .throughput
-            .and_then(|t| t.transform_share.zip(t.write_share))
+            .and_then(|t| t.lanes_in_calls.zip(t.writers_busy))
         else {
             continue;
         };
-        let pct = |share: f64| format!("{:.0}%", share * 100.0);
-        out += &format!(
-            "| {} | {} | {} | {} | {} |\n",
-            i + 1,
-            row.name,
-            pct(calls),
-            pct(writes),
-            pct(1.0 - calls - writes)
-        );
+        out += &format!("| {} | {} | {calls:.2} | {writes:.2} |\n", i + 1, row.name);
     }
     out += "\n| ratio | rows | events/s | CPU per event |\n|---|---|---:|---:|\n";
     for r in &report.ratios {
@@ -364,8 +359,8 @@ mod tests {
             cpu_seconds: 1.0,
             cpu_s_per_million: 1e6 / events_per_s,
             peak_rss_mib: 10.0,
-            transform_share: Some(0.25),
-            write_share: Some(0.5),
+            lanes_in_calls: Some(0.25),
+            writers_busy: Some(0.5),
         }
     }
 
@@ -443,7 +438,7 @@ mod tests {
         );
         assert!(md.contains("| 4 | js-guest (detail) | not run: no JS guest given | – | – |"));
         assert!(md.contains("| WASM cost | rust-guest / native | 0.500 | 2.000 |"));
-        assert!(md.contains("| 3 | rust-guest (detail) | 25% | 50% | 25% |"));
+        assert!(md.contains("| 3 | rust-guest (detail) | 0.25 | 0.50 |"));
         assert!(!md.contains("| 4 | js-guest (detail) | 2"));
     }
 
