@@ -67,6 +67,7 @@ while true; do
   fi
   # Tag values allow few characters in every service: keep those, on one short line.
   state=$(printf '%s' "$state" | tr -c 'A-Za-z0-9 +=._:/@-' ' ' | tr -s ' ' | cut -c 1-200)
+  state=${state% }
   if [ "$state" != "$reported" ]; then
     value=$state
     if [ "$state" = yes ]; then value="yes $(date -u +%Y-%m-%dT%H:%M:%SZ)"; fi
