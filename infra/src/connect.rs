@@ -20,7 +20,7 @@ use base64::Engine;
 
 use crate::aws::{STACK_TAG, wait_until};
 use crate::error::{Error, Result, aws};
-use crate::plan::{Bucket, Resource, Tier};
+use crate::plan::{Bucket, Health, Readiness, Resource, Tier};
 use crate::stack::{Found, Ids, Stack};
 
 /// A request that cannot be built is our bug, reported like a failed call.
@@ -444,6 +444,28 @@ impl Stack {
                 format!("runs plugin {running}, want {wanted} (a new plugin zip)")
             });
         }
+        let state = summary.and_then(|c| c.connector_state());
+        found.health = Some(match state {
+            Some(ConnectorState::Running) => Health::new(Readiness::Ready, "RUNNING"),
+            // Only a failed connector's description is worth the extra call: it says why.
+            Some(ConnectorState::Failed) => {
+                let out = (self.c.connect.describe_connector())
+                    .connector_arn(&found.id)
+                    .send()
+                    .await
+                    .map_err(aws("kafkaconnect:DescribeConnector"))?;
+                let why = out.state_description().map_or_else(
+                    || "no reason given; the connector's logs say more".to_owned(),
+                    |d| {
+                        let code = d.code().unwrap_or("no code");
+                        format!("{code}: {}", d.message().unwrap_or("no message"))
+                    },
+                );
+                Health::new(Readiness::Failed, format!("FAILED: {why}"))
+            }
+            Some(other) => Health::new(Readiness::Waiting, other.as_str()),
+            None => Health::new(Readiness::Waiting, "in an unknown state"),
+        });
         Ok(Some(found))
     }
 
@@ -592,11 +614,25 @@ impl Stack {
 mod tests {
     use aws_config::{BehaviorVersion, Region, SdkConfig};
     use aws_sdk_kafkaconnect::config::{Credentials, SharedCredentialsProvider};
-    use aws_smithy_http_client::test_util::{CaptureRequestReceiver, capture_request};
+    use aws_smithy_http_client::test_util::{
+        CaptureRequestReceiver, ReplayEvent, StaticReplayClient, capture_request,
+    };
     use serde_json::Value;
 
     use super::*;
     use crate::config::Topology;
+
+    /// An SDK configuration in us-west-2 whose calls go to `http`.
+    fn config(http: impl aws_smithy_runtime_api::client::http::HttpClient + 'static) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-west-2"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "testing", "testing", None, None, "test",
+            )))
+            .http_client(http)
+            .build()
+    }
 
     /// A stack whose one call is captured instead of sent, and answered with `status`.
     fn answering(status: u16) -> (Stack, CaptureRequestReceiver) {
@@ -605,15 +641,10 @@ mod tests {
             .body(aws_sdk_s3::primitives::SdkBody::empty())
             .unwrap();
         let (http, requests) = capture_request(Some(response));
-        let config = SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-west-2"))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "testing", "testing", None, None, "test",
-            )))
-            .http_client(http)
-            .build();
-        (Stack::new(Topology::default(), &config).unwrap(), requests)
+        (
+            Stack::new(Topology::default(), &config(http)).unwrap(),
+            requests,
+        )
     }
 
     fn captured() -> (Stack, CaptureRequestReceiver) {
@@ -725,6 +756,62 @@ mod tests {
             ))
         );
         assert_eq!(stack.plugin_name(ARCHIVE), "wrt-debezium-0f1e2d3c4b5a");
+    }
+
+    /// An HTTP answer with a JSON body.
+    fn json_answer(body: &Value) -> http::Response<aws_sdk_s3::primitives::SdkBody> {
+        http::Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(body.to_string().into())
+            .unwrap()
+    }
+
+    /// `status` on a FAILED connector: the first word says so, the line says why, from
+    /// DescribeConnector's state description (recorded answer in `fixtures/msk-connect/`).
+    #[tokio::test]
+    async fn a_failed_connector_shows_its_reason_in_status() {
+        let described: Value = serde_json::from_str(include_str!(
+            "../fixtures/msk-connect/describe-connector-failed.json"
+        ))
+        .unwrap();
+        let arn = described["body"]["connectorArn"].as_str().unwrap();
+        let listed = serde_json::json!({ "connectors": [{
+            "connectorArn": arn,
+            "connectorName": "wrt-debezium-mysql",
+            "connectorState": "FAILED",
+            "plugins": described["body"]["plugins"],
+        }]});
+        let tags =
+            serde_json::json!({ "tags": { "wrt:stack": "wrt", "Name": "wrt-debezium-mysql" } });
+        let request = || {
+            http::Request::builder()
+                .uri("https://kafkaconnect.us-west-2.amazonaws.com/")
+                .body(aws_sdk_s3::primitives::SdkBody::empty())
+                .unwrap()
+        };
+        let http = StaticReplayClient::new(vec![
+            ReplayEvent::new(request(), json_answer(&listed)),
+            ReplayEvent::new(request(), json_answer(&tags)),
+            ReplayEvent::new(request(), json_answer(&described["body"])),
+        ]);
+        let stack = Stack::new(Topology::default(), &config(http.clone())).unwrap();
+        let found = stack.observe_connector(&Ids::new()).await.unwrap();
+        let step = stack.step(Resource::Connector, found, &mut Ids::new());
+        assert_eq!(
+            step.status_line(),
+            format!(
+                "failed   msk connector        wrt-debezium-mysql    {arn}  \
+                 FAILED: UnknownError: The last operation failed. Retry the operation."
+            )
+        );
+        let paths: Vec<String> = http.actual_requests().map(|r| r.uri().to_owned()).collect();
+        assert!(paths[2].ends_with(&urlencode(arn)), "{paths:?}");
+    }
+
+    /// The connector ARN as it appears in a request path.
+    fn urlencode(arn: &str) -> String {
+        arn.replace(':', "%3A").replace('/', "%2F")
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::aws::{wait_until, waited};
 use crate::config::Topology;
 use crate::error::{Error, Result, aws};
-use crate::plan::{Resource, Tier};
+use crate::plan::{Health, Readiness, Resource, Tier};
 use crate::stack::{Found, Ids, Stack};
 
 /// What a host's first boot needs to know, found when the hosts are created.
@@ -31,6 +31,53 @@ const TRANSFORM_PATH: &str = "/opt/wrt/transform.wasm";
 /// Stands for the brokers in the pipeline file until the first boot knows them.
 const BROKERS_PLACEHOLDER: &str = "@MSK_IAM_BOOTSTRAP_BROKERS@";
 
+/// wrt's admin server on the hosts: its default address, written out in the pipeline file
+/// because the readiness reporter polls it.
+const ADMIN_LISTEN: &str = "127.0.0.1:9464";
+
+/// The tag each host keeps on its own instance, `yes <UTC time it became ready>` or
+/// `no <reason>`: `wrt infra status` reads it through the EC2 API, so the hosts need no
+/// inbound port.
+pub const READY_TAG: &str = "wrt:ready";
+
+/// `/usr/local/bin/wrt-ready <readyz URL>`: polls wrt's `/readyz` on loopback and writes the
+/// instance's readiness tag only when the answer changes (a write per poll would be
+/// throttled, and the time in `yes <time>` says since when).
+const READY_REPORTER: &str = r#"#!/bin/bash
+set -u
+readyz=$1
+imds() {
+  local token
+  token=$(curl -sf -X PUT http://169.254.169.254/latest/api/token \
+    -H 'X-aws-ec2-metadata-token-ttl-seconds: 60') &&
+    curl -sf -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
+}
+until instance=$(imds instance-id); do sleep 5; done
+reported=
+while true; do
+  if [ ! -e /etc/systemd/system/wrt.service ]; then
+    state='no first boot not finished: see /var/log/cloud-init-output.log'
+  elif ! service=$(systemctl is-active wrt.service); then
+    state="no wrt.service is $service"
+  elif answer=$(curl -s --max-time 5 --fail-with-body "$readyz"); then
+    state=yes
+  else
+    state="no ${answer#not ready: }"
+    [ -n "$answer" ] || state="no wrt does not answer on $readyz"
+  fi
+  # Tag values allow few characters in every service: keep those, on one short line.
+  state=$(printf '%s' "$state" | tr -c 'A-Za-z0-9 +=._:/@-' ' ' | tr -s ' ' | cut -c 1-200)
+  state=${state% }
+  if [ "$state" != "$reported" ]; then
+    value=$state
+    if [ "$state" = yes ]; then value="yes $(date -u +%Y-%m-%dT%H:%M:%SZ)"; fi
+    aws ec2 create-tags --resources "$instance" \
+      --tags "[{\"Key\": \"wrt:ready\", \"Value\": \"$value\"}]" && reported=$state
+  fi
+  sleep 15
+done
+"#;
+
 /// `/etc/wrt/wrt.toml` in the format of docs/configuration.md; the shape mirrors the
 /// runtime's `PipelineConfig` (wrt-infra cannot depend on `wrt`, which depends on it).
 #[derive(Serialize)]
@@ -41,8 +88,13 @@ struct PipelineFile<'a> {
     sink: PipelineSink<'a>,
     /// Present and empty: `wrt deploy` ships new versions, which hosts hot-swap.
     registry: Defaults,
-    /// Present and empty: the admin server on loopback, for the health checks and metrics.
-    admin: Defaults,
+    /// The admin server on loopback, for the readiness reporter and metrics.
+    admin: Admin,
+}
+
+#[derive(Serialize)]
+struct Admin {
+    listen: &'static str,
 }
 
 /// A section whose every key takes wrt's default.
@@ -103,7 +155,9 @@ fn pipeline_toml(t: &Topology, brokers: &str) -> String {
             region: &t.region,
         },
         registry: Defaults {},
-        admin: Defaults {},
+        admin: Admin {
+            listen: ADMIN_LISTEN,
+        },
     };
     toml::to_string(&file).expect("the pipeline file serializes")
 }
@@ -114,9 +168,10 @@ pub fn host_pipeline(t: &Topology) -> String {
     pipeline_toml(t, BROKERS_PLACEHOLDER)
 }
 
-/// The first-boot script: install wrt and the transform from the registry bucket, write the
-/// pipeline file, set RDS binlog retention (SQL: RDS has no API for it), and run wrt under
-/// systemd. It holds no secret: the password is read from Secrets Manager on the host.
+/// The first-boot script: start the readiness reporter, install wrt and the transform from
+/// the registry bucket, write the pipeline file, set RDS binlog retention (SQL: RDS has no
+/// API for it), and run wrt under systemd. It holds no secret: the password is read from
+/// Secrets Manager on the host.
 pub fn user_data(t: &Topology, facts: &HostFacts) -> String {
     let db = &t.database;
     format!(
@@ -125,6 +180,30 @@ pub fn user_data(t: &Topology, facts: &HostFacts) -> String {
 set -euo pipefail
 export AWS_REGION={region}
 install -d /etc/wrt /opt/wrt
+
+# Readiness, as this instance's {tag} tag, reported from here on: `wrt infra status` then
+# tells how far the host got without any inbound port.
+cat > /usr/local/bin/wrt-ready <<'READY'
+{reporter}READY
+chmod 0755 /usr/local/bin/wrt-ready
+cat > /etc/systemd/system/wrt-ready.service <<UNIT
+[Unit]
+Description=wrt: report readiness as this instance's {tag} tag
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Environment=AWS_REGION={region}
+ExecStart=/usr/local/bin/wrt-ready http://{admin}/readyz
+Restart=always
+RestartSec=30
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now wrt-ready.service
+
 aws s3 cp s3://{registry}/{binary} /usr/local/bin/wrt
 chmod 0755 /usr/local/bin/wrt
 # The transform is deployed through the registry (`wrt infra up --transform`, `wrt deploy`),
@@ -197,7 +276,31 @@ systemctl enable --now wrt.service
         user = db.master_username,
         hours = db.binlog_retention_hours,
         args = t.hosts.wrt_args,
+        tag = READY_TAG,
+        reporter = READY_REPORTER,
+        admin = ADMIN_LISTEN,
     )
+}
+
+/// A host's health: its instance state, and when running, its own report in [`READY_TAG`].
+fn host_health(state: &str, report: Option<&str>) -> Health {
+    if state != "running" {
+        return Health::new(Readiness::Waiting, state);
+    }
+    let Some(report) = report else {
+        return Health::new(Readiness::Waiting, "running, wrt not ready yet (no report)");
+    };
+    match report.split_once(' ').unwrap_or((report, "")) {
+        ("yes", since) => Health::new(
+            Readiness::Ready,
+            format!("running, wrt ready since {since}"),
+        ),
+        ("no", why) => Health::new(Readiness::Waiting, format!("running, wrt not ready: {why}")),
+        _ => Health::new(
+            Readiness::Waiting,
+            format!("running, {READY_TAG} says {report:?} (neither yes nor no)"),
+        ),
+    }
 }
 
 impl Stack {
@@ -238,6 +341,14 @@ impl Stack {
         found.replace_unless(host.subnet_id() == subnet, || {
             format!("is not in {}", self.t.name(self.host_subnet(i)))
         });
+        let state = host.state().and_then(|s| s.name());
+        let report = (host.tags().iter())
+            .find(|t| t.key() == Some(READY_TAG))
+            .and_then(|t| t.value());
+        found.health = Some(host_health(
+            state.map_or("in an unknown state", |s| s.as_str()),
+            report,
+        ));
         Ok(Some(found))
     }
 
@@ -438,6 +549,7 @@ mod tests {
             region = "eu-west-1"
             [registry]
             [admin]
+            listen = "127.0.0.1:9464"
             "#,
         )
         .unwrap();
@@ -445,6 +557,85 @@ mod tests {
         assert!(
             script.contains("s3://shop-data-lake/_wrt/transforms/shop/current.json"),
             "{script}"
+        );
+    }
+
+    /// The host reports its own readiness as a tag on its own instance, from early in the
+    /// boot, polling the admin address its pipeline file sets; nothing secret goes with it.
+    #[test]
+    fn user_data_reports_readiness_as_a_tag_on_its_own_instance() {
+        let mut t = Topology::default();
+        t.database.literal_password = Some("Bespin12!".into());
+        let script = user_data(&t, &facts());
+        let listen = written_pipeline(&script)["admin"]["listen"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for needle in [
+            "cat > /usr/local/bin/wrt-ready <<'READY'\n#!/bin/bash\n",
+            // IMDSv2: a token first, then the instance's own id.
+            "curl -sf -X PUT http://169.254.169.254/latest/api/token",
+            "until instance=$(imds instance-id); do sleep 5; done",
+            "answer=$(curl -s --max-time 5 --fail-with-body \"$readyz\")",
+            "if [ \"$state\" != \"$reported\" ]; then",
+            "aws ec2 create-tags --resources \"$instance\"",
+            "{\\\"Key\\\": \\\"wrt:ready\\\", \\\"Value\\\": \\\"$value\\\"}",
+            "value=\"yes $(date -u +%Y-%m-%dT%H:%M:%SZ)\"",
+            &format!("ExecStart=/usr/local/bin/wrt-ready http://{listen}/readyz"),
+            "Environment=AWS_REGION=us-west-2",
+            "systemctl enable --now wrt-ready.service",
+        ] {
+            assert!(
+                script.contains(needle),
+                "{needle:?} missing from:\n{script}"
+            );
+        }
+        // Started before the long waits, so a host stuck in its first boot says so.
+        let reporter = script.find("enable --now wrt-ready.service").unwrap();
+        assert!(reporter < script.find("until current=").unwrap());
+        assert!(reporter < script.find("until brokers=").unwrap());
+        let (_, reporter) = script.split_once("<<'READY'\n").unwrap();
+        let (reporter, _) = reporter.split_once("\nREADY\n").unwrap();
+        for secret in ["Bespin", "secretsmanager", "MYSQL_PWD", "password"] {
+            assert!(!reporter.contains(secret), "{secret} in:\n{reporter}");
+        }
+        assert!(
+            !script.contains("Bespin"),
+            "the password leaked into user data"
+        );
+    }
+
+    #[test]
+    fn a_host_is_ready_only_when_running_and_its_wrt_says_so() {
+        let health = |state, report| {
+            let h = host_health(state, report);
+            (h.readiness, h.detail)
+        };
+        let waiting = |detail: &str| (Readiness::Waiting, detail.to_owned());
+        assert_eq!(
+            health("running", Some("yes 2026-05-01T10:00:00Z")),
+            (
+                Readiness::Ready,
+                "running, wrt ready since 2026-05-01T10:00:00Z".to_owned()
+            )
+        );
+        assert_eq!(
+            health("running", None),
+            waiting("running, wrt not ready yet (no report)")
+        );
+        assert_eq!(
+            health("running", Some("no wrt.service is failed")),
+            waiting("running, wrt not ready: wrt.service is failed")
+        );
+        // A stopped host's last report is stale: its state is all there is to say.
+        assert_eq!(
+            health("stopped", Some("yes 2026-05-01T10:00:00Z")),
+            waiting("stopped")
+        );
+        assert_eq!(health("pending", None), waiting("pending"));
+        assert_eq!(
+            health("running", Some("maybe")),
+            waiting("running, wrt:ready says \"maybe\" (neither yes nor no)")
         );
     }
 

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::aws::STACK_TAG;
 use crate::error::{Result, aws};
+use crate::hosts::READY_TAG;
 use crate::plan::{Bucket, Resource};
 use crate::stack::{Found, Ids, Stack};
 
@@ -124,10 +125,33 @@ impl Stack {
                         ],
                     ),
                     statement(&["secretsmanager:GetSecretValue"], &[secret]),
+                    self.readiness_statement(),
                 ]
             }
         };
         Ok(json!({ "Version": "2012-10-17", "Statement": statements }))
+    }
+
+    /// The hosts' readiness report: the one tag, on this stack's instances only. Not narrowed
+    /// to the calling instance itself: that needs comparing the target with
+    /// `ec2:SourceInstanceARN` through a policy variable, which no offline test can try, and a
+    /// condition that never matches would silence every report.
+    fn readiness_statement(&self) -> Value {
+        let mut condition = serde_json::Map::new();
+        condition.insert(
+            "StringEquals".into(),
+            json!({ format!("ec2:ResourceTag/{STACK_TAG}"): self.t.stack }),
+        );
+        condition.insert(
+            "ForAllValues:StringEquals".into(),
+            json!({ "aws:TagKeys": [READY_TAG] }),
+        );
+        json!({
+            "Effect": "Allow",
+            "Action": ["ec2:CreateTags"],
+            "Resource": [format!("{}:ec2:{}:*:instance/*", self.arn_prefix(), self.t.region)],
+            "Condition": condition,
+        })
     }
 
     fn iam_tags(&self, r: Resource) -> [Tag; 2] {

@@ -27,7 +27,7 @@ pub use config::{
 };
 pub use connect::ConnectorFacts;
 pub use error::{ConfigError, Error, Failure, Result};
-pub use hosts::{HostFacts, host_pipeline, user_data};
-pub use plan::{Action, Bucket, Plan, Resource, Step, Tier};
+pub use hosts::{HostFacts, READY_TAG, host_pipeline, user_data};
+pub use plan::{Action, Bucket, Health, Plan, Readiness, Resource, Step, Tier};
 pub use plugin::{Check, Part, PluginZip, Recipe, assemble};
 pub use stack::{Progress, Stack, Teardown};

@@ -314,6 +314,34 @@ pub enum Action {
     Deferred,
 }
 
+/// Whether a resource that does the pipeline's work is doing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// A running host whose wrt reported ready; a RUNNING connector.
+    Ready,
+    /// Not yet, or not now: starting, stopped, not ready.
+    Waiting,
+    /// Stopped by a failure that waiting does not fix.
+    Failed,
+}
+
+/// How a host or the connector is doing, beyond matching the topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub readiness: Readiness,
+    /// In a few words, e.g. `running, wrt ready since 2026-05-01T10:00:00Z`.
+    pub detail: String,
+}
+
+impl Health {
+    pub fn new(readiness: Readiness, detail: impl Into<String>) -> Self {
+        Self {
+            readiness,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// One line of a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
@@ -323,6 +351,40 @@ pub struct Step {
     pub id: Option<String>,
     pub action: Action,
     pub detail: String,
+    /// For the hosts and the connector, when found: whether they are doing their work.
+    pub health: Option<Health>,
+}
+
+impl Step {
+    /// The line `wrt infra status` prints: a first word that is `ok` only for a resource that
+    /// is there as wanted and, for a host or the connector, doing its work; then the id, and
+    /// how a host or the connector is doing.
+    pub fn status_line(&self) -> String {
+        let readiness = self.health.as_ref().map(|h| h.readiness);
+        let state = match (&self.action, readiness) {
+            (Action::Create, _) => "missing",
+            (Action::Change(_) | Action::Replace(_), _) => "differs",
+            (Action::Unchanged, Some(Readiness::Waiting)) => "waiting",
+            (Action::Unchanged, Some(Readiness::Failed)) => "failed",
+            (Action::Unchanged, _) => "ok",
+            (Action::Deferred, _) if self.resource == Resource::Transform => "waiting",
+            (Action::Deferred, _) => "deferred",
+        };
+        let id = match (&self.action, self.resource) {
+            (Action::Deferred, Resource::Transform) => self.detail.as_str(),
+            _ => self.id.as_deref().unwrap_or("-"),
+        };
+        let mut line = format!(
+            "{state:<9}{:<21}{:<22}{id}",
+            self.resource.kind(),
+            self.name
+        );
+        if let Some(health) = &self.health {
+            line.push_str("  ");
+            line.push_str(&health.detail);
+        }
+        line
+    }
 }
 
 /// Desired versus found, for every resource, in dependency order.
@@ -341,6 +403,14 @@ impl Plan {
     /// How many resources `up` would create or change.
     pub fn changes(&self) -> usize {
         self.count(|a| !matches!(a, Action::Unchanged | Action::Deferred))
+    }
+
+    /// What `wrt infra status` prints: one [`Step::status_line`] per resource.
+    pub fn status(&self) -> String {
+        self.steps
+            .iter()
+            .map(|step| step.status_line() + "\n")
+            .collect()
     }
 }
 
@@ -500,6 +570,7 @@ mod tests {
                 Action::Create
             },
             detail: t.describe(r),
+            health: None,
         });
         let plan = Plan {
             stack: t.stack.clone(),

@@ -9,7 +9,7 @@ use crate::artifacts::{HostBinary, TransformDeploy};
 use crate::aws::{Clients, Waits};
 use crate::config::Topology;
 use crate::error::{Error, Failure, Result};
-use crate::plan::{Action, Plan, Resource, Step};
+use crate::plan::{Action, Health, Plan, Resource, Step};
 
 /// A topology bound to an AWS account.
 #[derive(Debug, Clone)]
@@ -39,6 +39,8 @@ pub(crate) struct Found {
     pub replace: Vec<String>,
     /// Carries this stack's tag, so `down` may delete it.
     pub owned: bool,
+    /// For the hosts and the connector: whether they are doing their work.
+    pub health: Option<Health>,
 }
 
 impl Found {
@@ -48,6 +50,7 @@ impl Found {
             change: Vec::new(),
             replace: Vec::new(),
             owned: true,
+            health: None,
         }
     }
 
@@ -286,7 +289,8 @@ impl Stack {
         }
     }
 
-    fn step(&self, r: Resource, found: Option<Found>, ids: &mut Ids) -> Step {
+    pub(crate) fn step(&self, r: Resource, mut found: Option<Found>, ids: &mut Ids) -> Step {
+        let health = found.as_mut().and_then(|f| f.health.take());
         let (id, action) = match found {
             _ if r == Resource::BinlogRetention => (None, Action::Deferred),
             // Nothing to deploy and nothing deployed: the hosts wait, and the plan says so.
@@ -315,6 +319,7 @@ impl Stack {
                 _ => self.t.describe(r),
             },
             action,
+            health,
         }
     }
 

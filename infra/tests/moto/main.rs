@@ -821,3 +821,90 @@ async fn plan_on_an_empty_account_lists_everything_in_dependency_order() -> Resu
     server::snapshot("plan-empty-account.txt", &stack.plan().await?.to_string());
     Ok(())
 }
+
+/// `status` answers "is it running": a host's line carries its instance state and the
+/// readiness its wrt reports in the `wrt:ready` tag (set here through the EC2 API, as the
+/// host's reporter does), and says `ok` only once the host reported ready.
+#[tokio::test]
+async fn status_shows_each_hosts_state_and_readiness() -> Result<()> {
+    let moto = Moto::start().await?;
+    let shipped = Shipped::new();
+    let config = moto.config().await;
+    let s = stack(topology("ready", &shipped), &config, &shipped);
+    up(&s).await?;
+    let host_line = |status: String| {
+        status
+            .lines()
+            .find(|l| l.contains("ec2 instance"))
+            .unwrap_or_else(|| panic!("no host line in:\n{status}"))
+            .to_owned()
+    };
+    let line = host_line(s.plan().await?.status());
+    assert!(
+        line.starts_with("waiting  ec2 instance         ready-host-1          i-"),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("  running, wrt not ready yet (no report)"),
+        "{line}"
+    );
+    let id = s
+        .plan()
+        .await?
+        .steps
+        .into_iter()
+        .find_map(|st| match st.resource {
+            wrt_infra::Resource::Host(0) => st.id,
+            _ => None,
+        });
+    let id = id.expect("the host's id");
+
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let report = |value: &'static str| {
+        ec2.create_tags()
+            .resources(&id)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(wrt_infra::READY_TAG)
+                    .value(value)
+                    .build(),
+            )
+            .send()
+    };
+    report("no the source has not answered yet").await?;
+    let line = host_line(s.plan().await?.status());
+    assert!(line.starts_with("waiting"), "{line}");
+    assert!(
+        line.ends_with(&format!(
+            "{id}  running, wrt not ready: the source has not answered yet"
+        )),
+        "{line}"
+    );
+    report("yes 2026-05-01T10:00:00Z").await?;
+    let status = s.plan().await?.status();
+    let line = host_line(status.clone());
+    assert_eq!(
+        line,
+        format!(
+            "ok       ec2 instance         ready-host-1          {id}  \
+             running, wrt ready since 2026-05-01T10:00:00Z"
+        )
+    );
+    // Every other resource is there: the first column answers "is it running".
+    assert!(
+        status
+            .lines()
+            .all(|l| l.starts_with("ok") || l.starts_with("deferred")),
+        "{status}"
+    );
+
+    // A stopped host is not running, whatever it last reported.
+    ec2.stop_instances().instance_ids(&id).send().await?;
+    let line = host_line(s.plan().await?.status());
+    assert!(line.starts_with("waiting"), "{line}");
+    assert!(
+        line.ends_with(&format!("{id}  stopping")) || line.ends_with(&format!("{id}  stopped")),
+        "{line}"
+    );
+    Ok(())
+}

@@ -6,7 +6,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use wrt::config::{PipelineConfig, S3Sink};
 use wrt::registry::Registry;
-use wrt_infra::{Action, HostBinary, Resource, Stack, Topology, TransformDeploy};
+use wrt_infra::{HostBinary, Stack, Topology, TransformDeploy};
 
 use super::deploy::{default_author, ship};
 use super::{s3_sink, section_loader};
@@ -66,7 +66,8 @@ enum InfraAction {
     /// Create what is missing and fix what differs, waiting for each resource.
     #[command(after_help = "Example:\n  wrt infra up --transform pii_mask.wasm")]
     Up(Ship),
-    /// Show every resource of the stack, its id, and whether it matches the topology.
+    /// Show every resource of the stack, its id, whether it matches the topology, and whether
+    /// the hosts' wrt and the connector are running: `ok` first on every line means yes.
     #[command(after_help = "Example:\n  wrt infra status --config infra.toml")]
     Status(Ship),
     /// Delete every resource tagged as this stack's, dependents first; reports every failure.
@@ -157,27 +158,7 @@ impl Infra {
                         plan.steps.len() - plan.changes()
                     );
                 }
-                InfraAction::Status(_) => {
-                    let plan = stack.plan().await?;
-                    for step in &plan.steps {
-                        let state = match &step.action {
-                            Action::Create => "missing",
-                            Action::Unchanged => "ok",
-                            Action::Change(_) | Action::Replace(_) => "differs",
-                            Action::Deferred if step.resource == Resource::Transform => "waiting",
-                            Action::Deferred => "deferred",
-                        };
-                        let id = match (&step.action, step.resource) {
-                            (Action::Deferred, Resource::Transform) => step.detail.as_str(),
-                            _ => step.id.as_deref().unwrap_or("-"),
-                        };
-                        println!(
-                            "{state:<9}{:<21}{:<22}{id}",
-                            step.resource.kind(),
-                            step.name
-                        );
-                    }
-                }
+                InfraAction::Status(_) => print!("{}", stack.plan().await?.status()),
                 InfraAction::Down { purge_buckets } => {
                     let stack = stack.with_purge_buckets(purge_buckets);
                     let teardown = stack.down(&print).await.context("wrt infra down")?;
