@@ -768,7 +768,8 @@ mod tests {
     }
 
     /// `status` on a FAILED connector: the first word says so, the line says why, from
-    /// DescribeConnector's state description (recorded answer in `fixtures/msk-connect/`).
+    /// DescribeConnector's state description (an answer in the API reference's documented
+    /// shape, `fixtures/msk-connect/describe-connector-failed.json`; not a captured one).
     #[tokio::test]
     async fn a_failed_connector_shows_its_reason_in_status() {
         let described: Value = serde_json::from_str(include_str!(
