@@ -1,0 +1,66 @@
+//! Encoding a window, per row: the benchmark's row images (`wrt::sample::workload`, decoded)
+//! rendered as JSON Lines into the gzip stream (`encode::Buffer`), 5,000 rows per object as in
+//! the benchmark's windows. It chose flate2's backend: the runtime enables `zlib-rs`; to
+//! compare with miniz_oxide (flate2's default), run it with `-- --save-baseline zlib-rs`,
+//! remove the feature from `runtime/Cargo.toml`, and run it again with `-- --baseline zlib-rs`
+//! (figures in `docs/performance.md`).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wrt::event::Row;
+use wrt::pipeline::decode::{Decoded, Decoder};
+use wrt::pipeline::encode::{Buffer, ObjectName};
+
+/// Rows per object, as in the benchmark's windows of 5,000 source records.
+const WINDOW: usize = 5_000;
+
+fn workload_rows() -> Vec<Row> {
+    let mut decoder = Decoder::default();
+    wrt::sample::workload(1, 6_000)
+        .iter()
+        .filter_map(|r| match decoder.decode(r) {
+            Ok(Decoded::Change(event)) => event.after,
+            _ => None,
+        })
+        .take(WINDOW)
+        .collect()
+}
+
+fn encode(c: &mut Criterion) {
+    let rows = workload_rows();
+    assert_eq!(
+        rows.len(),
+        WINDOW,
+        "the workload has a window of row images"
+    );
+    let name = ObjectName {
+        topic: "wrtbench",
+        partition: 0,
+        first_offset: 0,
+        digest: "0123456789ab",
+    };
+    let mut group = c.benchmark_group("encode");
+    // One iteration is a whole object; criterion reports it, divide by WINDOW for a row.
+    group.bench_function(format!("window_of_{WINDOW}_rows_gzip"), |b| {
+        b.iter(|| {
+            let mut buffer = Buffer::default();
+            for (offset, row) in rows.iter().enumerate() {
+                buffer.push_row(offset as i64, row);
+            }
+            black_box(buffer.finish(String::new(), &name).expect("in memory"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(6));
+    targets = encode
+}
+criterion_main!(benches);
