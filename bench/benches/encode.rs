@@ -1,9 +1,10 @@
 //! Encoding a window, per row: the benchmark's row images (`wrt::sample::workload`, decoded)
 //! rendered as JSON Lines into the gzip stream (`encode::Buffer`), 5,000 rows per object as in
-//! the benchmark's windows. It chose flate2's backend: the runtime enables `zlib-rs`; to
-//! compare with miniz_oxide (flate2's default), run it with `-- --save-baseline zlib-rs`,
-//! remove the feature from `runtime/Cargo.toml`, and run it again with `-- --baseline zlib-rs`
-//! (figures in `docs/performance.md`).
+//! the benchmark's windows. Run it twice to compare flate2's backends, miniz_oxide (the
+//! runtime's) and zlib-rs (figures and the decision in `docs/performance.md`):
+//!
+//!     cargo bench -p wrt-bench --bench encode -- --save-baseline miniz
+//!     cargo bench -p wrt-bench --bench encode --features zlib-rs -- --baseline miniz
 
 use std::hint::black_box;
 use std::time::Duration;

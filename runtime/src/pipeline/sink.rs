@@ -136,13 +136,25 @@ impl Sink for LocalDir {
         let tmp = path.with_extension("partial");
         let mut attempts = 0;
         let file = loop {
-            if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir).await.map_err(io)?;
-            }
-            match tokio::fs::File::create(&tmp).await {
-                // A concurrent delete of the folder's last object removed the folder between
-                // the two steps (writers run side by side): make it again.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 5 => {
+            let made = match path.parent() {
+                Some(dir) => tokio::fs::create_dir_all(dir).await,
+                None => Ok(()),
+            };
+            let created = match made {
+                Ok(()) => tokio::fs::File::create(&tmp).await,
+                Err(e) => Err(e),
+            };
+            match created {
+                // Writers run side by side, and a delete of a folder's last object removes the
+                // folder: between making the folder and creating the file (NotFound), or while
+                // `create_dir_all` found a folder and checked it again (AlreadyExists). Make it
+                // again.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists
+                    ) && attempts < 5 =>
+                {
                     attempts += 1;
                 }
                 created => break created.map_err(io)?,
@@ -253,6 +265,44 @@ impl Sink for LocalDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ObjectMeta;
+
+    /// Writers put and delete side by side in one folder, which vanishes with its last object:
+    /// every put lands. A stress test: the race it is about (a folder removed while a put
+    /// makes it) is rare, and three runs against the put without the AlreadyExists retry did
+    /// not hit it; `lanes_write_windows_concurrently…` hit it once in CI.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn puts_race_deletes_of_their_folder_and_still_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDir::new(dir.path());
+        let writer = |n: u32| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..300 {
+                    let object = Object {
+                        key: format!("_wrt/windows/t/m{n}-{i}.json"),
+                        body: vec![b'x'; 64],
+                        meta: ObjectMeta {
+                            records: 1,
+                            topic: "t".into(),
+                            partition: 0,
+                            first_offset: i.into(),
+                            last_offset: i.into(),
+                            transform: "d".into(),
+                        },
+                    };
+                    store.put(&object).await.unwrap();
+                    assert!(store.get(&object.key).await.unwrap().is_some());
+                    store.delete(&object.key).await.unwrap();
+                }
+            })
+        };
+        let writers: Vec<_> = (0..4).map(writer).collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert_eq!(store.list("").await.unwrap(), Vec::<String>::new());
+    }
 
     #[tokio::test]
     async fn conditional_writes_let_one_writer_win() {
