@@ -11,6 +11,8 @@
 //! are empty, which prices the names the contract passes with every value. The differences
 //! split a call into the guest's own work, lifting rows out, lowering events in, and names.
 
+mod common;
+
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -121,11 +123,7 @@ fn batch_call(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    // Short runs: the differences that matter here are large, and the machine is shared.
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
+    config = common::short_runs(Duration::from_secs(4));
     targets = batch_call
 }
 criterion_main!(benches);

@@ -11,6 +11,8 @@
 //!
 //!     cargo bench -p wrt-bench --bench decode --features parsers
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -98,11 +100,7 @@ fn payload_parse(c: &mut Criterion, name: &str, records: &[KafkaRecord]) {
 
 criterion_group! {
     name = benches;
-    // Short runs: the difference is large, and the machine is shared.
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
+    config = common::short_runs(Duration::from_secs(4));
     targets = decode
 }
 criterion_main!(benches);

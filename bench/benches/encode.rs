@@ -6,6 +6,8 @@
 //!     cargo bench -p wrt-bench --bench encode -- --save-baseline miniz
 //!     cargo bench -p wrt-bench --bench encode --features zlib-rs -- --baseline miniz
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -58,10 +60,7 @@ fn encode(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(6));
+    config = common::short_runs(Duration::from_secs(6));
     targets = encode
 }
 criterion_main!(benches);

@@ -146,3 +146,20 @@ where
 pub(crate) fn tagged<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>, stack: &str) -> bool {
     tags.any(|(k, v)| k == STACK_TAG && v == stack)
 }
+
+/// An SDK configuration in us-west-2 with fixed credentials whose calls go to `http`: unit
+/// tests answer them with recorded responses.
+#[cfg(test)]
+pub(crate) fn offline_config(
+    http: impl aws_smithy_runtime_api::client::http::HttpClient + 'static,
+) -> SdkConfig {
+    use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-west-2"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "test",
+        )))
+        .http_client(http)
+        .build()
+}

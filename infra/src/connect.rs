@@ -612,27 +612,14 @@ impl Stack {
 
 #[cfg(test)]
 mod tests {
-    use aws_config::{BehaviorVersion, Region, SdkConfig};
-    use aws_sdk_kafkaconnect::config::{Credentials, SharedCredentialsProvider};
     use aws_smithy_http_client::test_util::{
         CaptureRequestReceiver, ReplayEvent, StaticReplayClient, capture_request,
     };
     use serde_json::Value;
 
     use super::*;
+    use crate::aws::offline_config as config;
     use crate::config::Topology;
-
-    /// An SDK configuration in us-west-2 whose calls go to `http`.
-    fn config(http: impl aws_smithy_runtime_api::client::http::HttpClient + 'static) -> SdkConfig {
-        SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-west-2"))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "testing", "testing", None, None, "test",
-            )))
-            .http_client(http)
-            .build()
-    }
 
     /// A stack whose one call is captured instead of sent, and answered with `status`.
     fn answering(status: u16) -> (Stack, CaptureRequestReceiver) {

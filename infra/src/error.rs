@@ -197,12 +197,12 @@ fn aws_line(
 
 #[cfg(test)]
 mod tests {
-    use aws_config::{BehaviorVersion, Region, SdkConfig};
-    use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
+    use aws_config::SdkConfig;
     use aws_sdk_s3::primitives::SdkBody;
     use aws_smithy_http_client::test_util::capture_request;
 
     use super::*;
+    use crate::aws::offline_config;
 
     /// An SDK configuration whose one call is answered with this recorded response.
     fn answering(status: u16, headers: &[(&str, &str)], body: &'static str) -> SdkConfig {
@@ -211,14 +211,7 @@ mod tests {
             response = response.header(*name, *value);
         }
         let (http, _) = capture_request(Some(response.body(SdkBody::from(body)).unwrap()));
-        SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-west-2"))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "testing", "testing", None, None, "test",
-            )))
-            .http_client(http)
-            .build()
+        offline_config(http)
     }
 
     /// A failed call prints as one line: service and operation, HTTP status, code, message,
