@@ -92,14 +92,13 @@ impl Admin {
 }
 
 async fn readyz(State(admin): State<Admin>) -> Response {
-    if admin.telemetry.status().ready {
-        "ready\n".into_response()
-    } else {
-        (
+    match admin.telemetry.status().not_ready {
+        None => "ready\n".into_response(),
+        Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the source has not answered yet\n",
+            format!("not ready: {why}\n"),
         )
-            .into_response()
+            .into_response(),
     }
 }
 

@@ -32,6 +32,9 @@ pub struct PipelineConfig {
     pub pipeline: PipelineSection,
     /// Where objects go.
     pub sink: SinkConfig,
+    /// How long writes are retried while the store fails.
+    #[serde(default)]
+    pub retry: RetrySection,
     /// Run the version deployed with `wrt deploy`, and switch as new ones are deployed.
     #[serde(default)]
     pub registry: Option<RegistryConfig>,
@@ -269,6 +272,65 @@ pub struct S3Sink {
     /// Objects larger than this, in MiB, are sent as multipart uploads.
     #[serde(default = "default_multipart_mb")]
     pub multipart_threshold_mb: u64,
+    /// How long to wait for a connection to the store.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// How long to wait for the store's answer to start.
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    /// How long one attempt at a request may take in all (a 16 MiB part included).
+    #[serde(default = "default_attempt_timeout_ms")]
+    pub attempt_timeout_ms: u64,
+}
+
+impl S3Sink {
+    /// `bucket` in `region`, with the defaults for everything else.
+    pub fn new(bucket: String, region: String) -> S3Sink {
+        S3Sink {
+            bucket,
+            region,
+            prefix: String::new(),
+            endpoint_url: None,
+            force_path_style: false,
+            multipart_threshold_mb: default_multipart_mb(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            read_timeout_ms: default_read_timeout_ms(),
+            attempt_timeout_ms: default_attempt_timeout_ms(),
+        }
+    }
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    3_000
+}
+
+fn default_read_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_attempt_timeout_ms() -> u64 {
+    60_000
+}
+
+/// How long writes to the store are retried while it fails, for either sink.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RetrySection {
+    /// The longest wait between two attempts at a window; waits double from 200 ms up to
+    /// this, with jitter.
+    pub max_backoff_ms: u64,
+    /// Stop the host when one window has failed for this long; unset: retry for as long
+    /// as the outage lasts (refusals such as bad credentials stop it at once).
+    pub give_up_after_s: Option<u64>,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        RetrySection {
+            max_backoff_ms: 30_000,
+            give_up_after_s: None,
+        }
+    }
 }
 
 fn default_region() -> String {
@@ -441,6 +503,18 @@ impl PipelineConfig {
                     "e.g. `endpoint-url = \"http://127.0.0.1:9000\"`, or remove it to use AWS",
                 );
             }
+            for (field, value) in [
+                ("sink.connect-timeout-ms", s3.connect_timeout_ms),
+                ("sink.read-timeout-ms", s3.read_timeout_ms),
+                ("sink.attempt-timeout-ms", s3.attempt_timeout_ms),
+            ] {
+                check(
+                    value > 0,
+                    field,
+                    "is 0".into(),
+                    "use a positive number of milliseconds",
+                );
+            }
             check(
                 s3.multipart_threshold_mb >= 5,
                 "sink.multipart-threshold-mb",
@@ -451,6 +525,21 @@ impl PipelineConfig {
                 "use 5 or more (the default is 16)",
             );
         }
+        check(
+            self.retry.max_backoff_ms >= 200,
+            "retry.max-backoff-ms",
+            format!(
+                "{} is below the first wait, 200 ms",
+                self.retry.max_backoff_ms
+            ),
+            "use 200 or more (the default is 30000)",
+        );
+        check(
+            self.retry.give_up_after_s != Some(0),
+            "retry.give-up-after-s",
+            "is 0".into(),
+            "use a number of seconds, or remove it to retry while the store is down",
+        );
         if let Some(registry) = &self.registry {
             check(
                 registry.poll_interval_ms > 0,

@@ -41,7 +41,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::config::{BatchConfig, PipelineSection};
+use crate::config::{BatchConfig, PipelineSection, RetrySection};
 use crate::event::{Column, OutputRecord, Timestamp, Value};
 use crate::model::{KafkaRecord, Reason, TopicPartition};
 use crate::telemetry::Telemetry;
@@ -68,6 +68,8 @@ pub struct Options {
     pub lanes: usize,
     /// Windows being written at once.
     pub writers: usize,
+    /// How long a window is retried while the store fails.
+    pub retry: RetrySection,
 }
 
 impl Default for Options {
@@ -79,13 +81,19 @@ impl Default for Options {
             stop_when_idle: None,
             lanes: PipelineSection::default().lanes(),
             writers: PipelineSection::default().writers,
+            retry: RetrySection::default(),
         }
     }
 }
 
 impl Options {
-    /// The options a `pipeline.toml`'s `[batch]` and `[pipeline]` sections describe.
-    pub fn from_config(batch: &BatchConfig, pipeline: &PipelineSection) -> Result<Options, String> {
+    /// The options a `pipeline.toml`'s `[batch]`, `[pipeline]` and `[retry]` sections
+    /// describe.
+    pub fn from_config(
+        batch: &BatchConfig,
+        pipeline: &PipelineSection,
+        retry: &RetrySection,
+    ) -> Result<Options, String> {
         Ok(Options {
             batch_size: batch.batch_size,
             rotation: Rotation {
@@ -97,6 +105,7 @@ impl Options {
             stop_when_idle: None,
             lanes: pipeline.lanes(),
             writers: pipeline.writers,
+            retry: retry.clone(),
         })
     }
 }
@@ -159,6 +168,12 @@ pub enum PipelineError {
     Source(#[from] SourceError),
     #[error("sink: {0}")]
     Sink(#[from] SinkError),
+    #[error(
+        "sink: the store has failed for {seconds} s (retry.give-up-after-s), last with: {error}; \
+         everything before the last durable window is committed: restart once the store is back, \
+         or remove retry.give-up-after-s to wait for it"
+    )]
+    GaveUp { seconds: u64, error: SinkError },
     #[error("encoding an object: {0}")]
     Encode(#[from] std::io::Error),
     #[error(transparent)]
@@ -199,6 +214,7 @@ pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
         sink: sink.clone(),
         events: events_tx,
         writers: Arc::new(Semaphore::new(options.writers.max(1))),
+        retry: options.retry.clone(),
         dispatched: Arc::new(AtomicU64::new(0)),
         telemetry: Arc::clone(telemetry),
         handle: Handle::current(),
@@ -318,6 +334,7 @@ struct Shared<K> {
     /// Written windows (from the writers) and lane events, to the main task.
     events: mpsc::UnboundedSender<Event>,
     writers: Arc<Semaphore>,
+    retry: RetrySection,
     /// Windows handed to the writers so far.
     dispatched: Arc<AtomicU64>,
     telemetry: Arc<Telemetry>,
@@ -360,16 +377,8 @@ impl MainState {
         match event {
             Event::Written(written) => {
                 self.written += 1;
-                for &(took, ok) in &written.uploads {
-                    telemetry.upload(took, ok);
-                }
-                telemetry.window_written(written.took);
                 self.summary.objects += written.objects;
                 self.summary.bytes_written += written.bytes;
-                let written = match written.result {
-                    Err(e) => return Err(e.into()),
-                    Ok(()) => written,
-                };
                 if let Some(stale) = self.committer.written(written) {
                     tracing::debug!(topic = %stale.source.topic, partition = stale.source.partition,
                         "a window of a revoked partition was written; its marker stays for the next owner");
@@ -745,11 +754,14 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
             objects: self.batcher.objects(window)?,
         };
         shared.dispatched.fetch_add(1, Ordering::AcqRel);
-        let (sink, events) = (shared.sink.clone(), shared.events.clone());
-        shared.handle.spawn(async move {
-            let written = commit::write(&sink, sealed).await;
+        let shared = shared.clone();
+        shared.handle.clone().spawn(async move {
+            let written = write_durably(&shared, &sealed).await;
             drop(permit);
-            let _ = events.send(Event::Written(written));
+            let _ = shared.events.send(match written {
+                Ok(written) => Event::Written(written),
+                Err(e) => Event::Failed(e),
+            });
         });
         Ok(())
     }
@@ -770,6 +782,64 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
         self.transform = next;
         let _ = self.shared.events.send(Event::Switched(paused.elapsed()));
         Ok(())
+    }
+}
+
+/// The first wait before a failed window is written again; it doubles up to
+/// `retry.max-backoff-ms`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Writes `window` until it is durable. While the store fails, its writer holds on to it
+/// and tries again after a capped, jittered, doubling wait, and the host reports itself not
+/// ready; the lanes, finding no free writer, stop consuming, so memory stays bounded. Only
+/// a refusal (credentials, permissions, no bucket) or an outage longer than
+/// `retry.give-up-after-s` ends the run, and nothing past the last durable window is
+/// committed.
+async fn write_durably<K: Sink>(
+    shared: &Shared<K>,
+    window: &Sealed,
+) -> Result<Written, PipelineError> {
+    let telemetry = &shared.telemetry;
+    let mut wait = FIRST_BACKOFF;
+    let mut failing_since = None;
+    loop {
+        let written = commit::write(&shared.sink, window).await;
+        for &(took, ok) in &written.uploads {
+            telemetry.upload(took, ok);
+        }
+        let error = match written.result {
+            Ok(()) => {
+                telemetry.window_written(written.took);
+                if failing_since.is_some() {
+                    telemetry.store_recovered();
+                    tracing::info!(topic = %window.source.topic, partition = window.source.partition,
+                        first_offset = window.first_offset, "the store is back: window written");
+                }
+                return Ok(written);
+            }
+            Err(e) => e,
+        };
+        let first = failing_since.is_none();
+        let since: Instant = *failing_since.get_or_insert_with(Instant::now);
+        if !error.is_transient() {
+            return Err(error.into());
+        }
+        if let Some(limit) = shared.retry.give_up_after_s
+            && since.elapsed() >= Duration::from_secs(limit)
+        {
+            return Err(PipelineError::GaveUp {
+                seconds: limit,
+                error,
+            });
+        }
+        telemetry.store_failing(&error.to_string(), first);
+        // Equal jitter: writers that failed together do not all come back at once.
+        let pause = wait / 2 + wait.mul_f64(fastrand::f64() / 2.0);
+        tracing::warn!(topic = %window.source.topic, partition = window.source.partition,
+            first_offset = window.first_offset, retry_in_ms = pause.as_millis() as u64,
+            "{error}; the window is written again after a pause");
+        tokio::time::sleep(pause).await;
+        wait = (wait * 2).min(Duration::from_millis(shared.retry.max_backoff_ms));
     }
 }
 

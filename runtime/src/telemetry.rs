@@ -51,8 +51,12 @@ pub struct Status {
     pub pipeline: String,
     /// SHA-256 of the transform version running now.
     pub transform: String,
-    /// True once the transform runs and the source has answered.
+    /// True once the transform runs and the source has answered, while the store takes
+    /// writes.
     pub ready: bool,
+    /// Why the host is not ready, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_ready: Option<String>,
     pub partitions: Vec<PartitionStatus>,
     /// The latest switches between versions, oldest first.
     pub swaps: Vec<Swap>,
@@ -99,6 +103,7 @@ pub struct Telemetry {
     flush_seconds: Histogram,
     upload_seconds: Histogram,
     upload_errors: Counter,
+    store_retries: Counter,
     swaps: Counter,
     swaps_refused: Counter,
     swap_pause_seconds: Histogram,
@@ -110,6 +115,11 @@ pub struct Telemetry {
 struct StatusState {
     status: Status,
     commits: BTreeMap<TopicPartition, i64>,
+    /// The source has answered at least once.
+    source_answered: bool,
+    /// Windows whose last write attempt failed, and the latest failure.
+    failing_windows: usize,
+    store_error: Option<String>,
 }
 
 fn now() -> String {
@@ -176,13 +186,18 @@ impl Telemetry {
         let upload_seconds = histogram(
             &mut registry,
             "wrt_upload_seconds",
-            "Writing one object to the sink",
+            "Writing one object (or window marker) to the sink",
             0.000_5,
         );
         let upload_errors = counter(
             &mut registry,
             "wrt_upload_errors",
-            "Object writes that failed after the client's retries",
+            "Object writes (window markers included) that failed after the client's retries",
+        );
+        let store_retries = counter(
+            &mut registry,
+            "wrt_store_retries",
+            "Window writes that failed and were tried again after a backoff",
         );
         let swaps = counter(
             &mut registry,
@@ -213,7 +228,7 @@ impl Telemetry {
                 transform: transform.to_string(),
                 ..Status::default()
             },
-            commits: BTreeMap::new(),
+            ..StatusState::default()
         };
         Telemetry {
             pipeline: pipeline.to_string(),
@@ -227,6 +242,7 @@ impl Telemetry {
             flush_seconds,
             upload_seconds,
             upload_errors,
+            store_retries,
             swaps,
             swaps_refused,
             swap_pause_seconds,
@@ -248,7 +264,21 @@ impl Telemetry {
     }
 
     pub fn status(&self) -> Status {
-        self.state().status.clone()
+        let state = self.state();
+        let mut status = state.status.clone();
+        status.not_ready = if !state.source_answered {
+            Some("the source has not answered yet".into())
+        } else if state.failing_windows > 0 {
+            Some(format!(
+                "{} window(s) cannot be written, retrying: {}",
+                state.failing_windows,
+                state.store_error.as_deref().unwrap_or_default()
+            ))
+        } else {
+            None
+        };
+        status.ready = status.not_ready.is_none();
+        status
     }
 
     /// One lane batch: its records, its rows per destination, its dead letters. Counted
@@ -294,6 +324,24 @@ impl Telemetry {
         }
     }
 
+    /// A window's write failed with `error` and will be tried again; `first` when the
+    /// window had not failed before. The host is not ready until it is written.
+    pub fn store_failing(&self, error: &str, first: bool) {
+        self.store_retries.inc();
+        let mut state = self.state();
+        state.failing_windows += usize::from(first);
+        state.store_error = Some(error.to_string());
+    }
+
+    /// A window that had failed is written at last.
+    pub fn store_recovered(&self) {
+        let mut state = self.state();
+        state.failing_windows = state.failing_windows.saturating_sub(1);
+        if state.failing_windows == 0 {
+            state.store_error = None;
+        }
+    }
+
     /// A window's marker and objects are durable, after `took`.
     pub fn window_written(&self, took: Duration) {
         self.flush_seconds.observe(took.as_secs_f64());
@@ -328,7 +376,7 @@ impl Telemetry {
             })
             .collect();
         state.status.partitions = partitions;
-        state.status.ready = true;
+        state.source_answered = true;
     }
 
     pub fn swapped(&self, from: &str, to: &str, pause: Duration) {
@@ -387,5 +435,30 @@ mod tests {
         assert_eq!(status.transform, "def");
         assert_eq!(status.swaps.len(), 1);
         assert!(!status.ready, "not ready before the source answered");
+    }
+
+    #[test]
+    fn not_ready_while_a_window_cannot_be_written() {
+        let telemetry = Telemetry::new("shop", "abc");
+        telemetry.owned(Vec::new());
+        assert!(telemetry.status().ready);
+        telemetry.store_failing("s3://lake/a: connection refused", true);
+        telemetry.store_failing("s3://lake/b: connection refused", true);
+        telemetry.store_failing("s3://lake/b: timed out", false);
+        let status = telemetry.status();
+        assert!(!status.ready);
+        assert_eq!(
+            status.not_ready.as_deref(),
+            Some("2 window(s) cannot be written, retrying: s3://lake/b: timed out")
+        );
+        telemetry.store_recovered();
+        assert!(!telemetry.status().ready, "one window still fails");
+        telemetry.store_recovered();
+        assert!(telemetry.status().ready);
+        assert!(
+            telemetry
+                .encode()
+                .contains("wrt_store_retries_total{pipeline=\"shop\"} 3")
+        );
     }
 }

@@ -88,7 +88,7 @@ impl Native {
         let host = Host {
             config: &config,
             transforms: Transforms::Native(Box::new(NativePiiMask::new(salt))),
-            options: Options::from_config(&config.batch, &config.pipeline)
+            options: Options::from_config(&config.batch, &config.pipeline, &config.retry)
                 .map_err(anyhow::Error::msg)?,
             progress: false,
         };

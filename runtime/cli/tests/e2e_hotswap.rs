@@ -23,14 +23,6 @@ fn digest(wasm: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(wasm).unwrap()))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn hotswap_toml(names: &Names, stack: &Stack, admin_port: u16) -> String {
     format!(
         r#"name = "{connector}"
@@ -101,74 +93,10 @@ fn assert_ok(out: &Output, what: &str) {
     );
 }
 
-/// The admin API on `port`.
-struct AdminApi {
-    port: u16,
-    agent: ureq::Agent,
-}
-
-impl AdminApi {
-    fn new(port: u16) -> AdminApi {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        AdminApi { port, agent }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Status code and body, or `None` while nothing listens.
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut response = self.agent.get(&self.url(path)).call().ok()?;
-        let body = response.body_mut().read_to_string().unwrap();
-        Some((response.status().as_u16(), body))
-    }
-
-    fn post(&self, path: &str, token: Option<&str>) -> (u16, String) {
-        let mut request = self.agent.post(&self.url(path));
-        if let Some(token) = token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
-        let mut response = request.send_empty().unwrap();
-        let body = response.body_mut().read_to_string().unwrap();
-        (response.status().as_u16(), body)
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let (code, body) = self.get("/status").expect("the admin server answers");
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// Asks the host to look at the registry now, as an operator would after a deploy.
-    fn check_now(&self) {
-        let (code, body) = self.post("/transforms/check", Some(TOKEN));
-        assert_eq!(code, 202, "{body}");
-    }
-
-    /// Polls `/status` until `done` holds.
-    fn wait_for(&self, what: &str, wrt: &mut Wrt, done: impl Fn(&serde_json::Value) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            wrt.assert_running();
-            let status = self.get("/status");
-            if let Some((200, body)) = &status
-                && done(&serde_json::from_str(body).unwrap())
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; status {status:?}; log:\n{}",
-                std::fs::read_to_string(&wrt.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// Asks the host to look at the registry now, as an operator would after a deploy.
+fn check_now(admin: &AdminApi) {
+    let (code, body) = admin.post("/transforms/check", Some(TOKEN));
+    assert_eq!(code, 202, "{body}");
 }
 
 /// Rows under `customers/` in the lake now.
@@ -216,27 +144,6 @@ async fn object_versions(
     out
 }
 
-/// The value of the sample `name` whose labels include `labels`.
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found = scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)));
-    match found.map(|s| &s.value) {
-        Some(prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v))
-        | Some(prometheus_parse::Value::Untyped(v)) => *v,
-        Some(prometheus_parse::Value::Histogram(_) | prometheus_parse::Value::Summary(_)) => {
-            panic!("{name} is not a single value")
-        }
-        None => panic!("no sample {name}{labels:?} in the scrape"),
-    }
-}
-
-fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    prometheus_parse::Scrape::parse(lines).expect("/metrics parses as Prometheus text")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn versions_swap_under_load_and_every_change_lands_once_per_version() {
     let load = workload(200, 12_000, 21);
@@ -271,7 +178,7 @@ async fn versions_swap_under_load_and_every_change_lands_once_per_version() {
                 wrt_cli(&["rollback", "--by", "e2e"], &setup.config, &shared_cache())
             };
             assert_ok(&out, &format!("{step} in round {round}"));
-            admin.check_now();
+            check_now(&admin);
             admin.wait_for(&format!("{step} {round}"), &mut wrt, |s| {
                 s["transform"] == *wanted
             });
@@ -510,7 +417,7 @@ async fn broken_versions_are_refused_by_deploy_and_by_the_host() {
         )
         .await
         .unwrap();
-        admin.check_now();
+        check_now(&admin);
         admin.wait_for("the refusal", &mut wrt, |s| {
             s["refused"].as_array().is_some_and(|r| r.len() == n + 1)
         });

@@ -70,14 +70,14 @@ pub struct Written {
     pub bytes: u64,
     /// Marker and objects, end to end.
     pub took: Duration,
-    /// Per object: how long its write took and whether it succeeded.
+    /// Per write, the marker's first: how long it took and whether it succeeded.
     pub uploads: Vec<(Duration, bool)>,
     pub result: Result<(), SinkError>,
 }
 
 /// Steps 1 and 2: the window's marker, then its objects. Returns what it wrote; the commit
 /// is the [`Committer`]'s, because it depends on the windows before this one.
-pub async fn write<K: Sink>(sink: &K, window: Sealed) -> Written {
+pub async fn write<K: Sink>(sink: &K, window: &Sealed) -> Written {
     let started = Instant::now();
     let mut written = Written {
         marker: None,
@@ -91,7 +91,7 @@ pub async fn write<K: Sink>(sink: &K, window: Sealed) -> Written {
         seq: window.seq,
         next_offset: window.next_offset,
     };
-    written.result = write_objects(sink, &window, &mut written).await;
+    written.result = write_objects(sink, window, &mut written).await;
     written.took = started.elapsed();
     written
 }
@@ -110,12 +110,16 @@ async fn write_objects<K: Sink>(
         objects: window.objects.iter().map(|o| o.key.clone()).collect(),
     };
     let key = Marker::key(&window.source, window.first_offset);
-    sink.put(&Object {
-        key: key.clone(),
-        body: serde_json::to_vec(&marker).expect("a marker serializes"),
-        meta: first.meta.clone(),
-    })
-    .await?;
+    let upload = Instant::now();
+    let put = sink
+        .put(&Object {
+            key: key.clone(),
+            body: serde_json::to_vec(&marker).expect("a marker serializes"),
+            meta: first.meta.clone(),
+        })
+        .await;
+    written.uploads.push((upload.elapsed(), put.is_ok()));
+    put?;
     written.marker = Some(key);
     for object in &window.objects {
         let upload = Instant::now();

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::Object;
 
-/// Why the store failed. Always the store's side: retrying later may help.
+/// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("{path}: {source}")]
@@ -17,8 +17,27 @@ pub enum SinkError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The store could not be reached or failed: retrying later may help.
     #[error("{location}: {message}")]
     Store { location: String, message: String },
+    /// The store answered that this cannot work (credentials, permissions, no such
+    /// bucket): retrying would not help, a person has to fix it.
+    #[error("{location}: {message}")]
+    Refused { location: String, message: String },
+}
+
+impl SinkError {
+    /// Whether trying again later may succeed: an outage, not a refusal.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SinkError::Io { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ),
+            SinkError::Store { .. } => true,
+            SinkError::Refused { .. } => false,
+        }
+    }
 }
 
 /// What a conditional write expects to replace.

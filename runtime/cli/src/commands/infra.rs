@@ -223,12 +223,9 @@ fn transform_deploy(
     let hosts = hosts.context("the hosts' pipeline file does not load in this wrt")?;
     let loader = section_loader(&hosts.transform, None)?;
     let sink = S3Sink {
-        bucket: topology.lake_bucket(),
-        prefix: String::new(),
-        region: topology.region.clone(),
         endpoint_url: topology.endpoint_url.clone(),
         force_path_style: topology.endpoint_url.is_some(),
-        multipart_threshold_mb: 16,
+        ..S3Sink::new(topology.lake_bucket(), topology.region.clone())
     };
     let pipeline = hosts.name;
     Ok(Arc::new(move || {

@@ -3,8 +3,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use wrt::config::{
-    BatchConfig, FileSource, LocalSink, PipelineConfig, PipelineSection, SinkConfig, SourceConfig,
-    TransformSection,
+    BatchConfig, FileSource, LocalSink, PipelineConfig, PipelineSection, RetrySection, SinkConfig,
+    SourceConfig, TransformSection,
 };
 use wrt::host::{Host, Transforms, load_file};
 use wrt::pipeline::{Options, Summary};
@@ -137,7 +137,8 @@ impl Run {
         }
         let options = Options {
             stop_when_idle: self.stop_when_idle.map(Duration::from_secs_f64),
-            ..Options::from_config(&config.batch, &config.pipeline).map_err(anyhow::Error::msg)?
+            ..Options::from_config(&config.batch, &config.pipeline, &config.retry)
+                .map_err(anyhow::Error::msg)?
         };
 
         let runtime = tokio::runtime::Runtime::new()?;
@@ -192,6 +193,7 @@ impl Run {
             sink: SinkConfig::Local(LocalSink {
                 path: self.out.clone(),
             }),
+            retry: RetrySection::default(),
             registry: None,
             admin: None,
         }

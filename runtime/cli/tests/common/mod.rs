@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
+use sha2::{Digest, Sha256};
+use wrt::event::Timestamp;
 use wrt_tests::repo_root;
 
 pub const MINIO_USER: &str = "wrtminio";
@@ -577,4 +579,178 @@ pub fn apply_in_background(setup: &Setup, load: &Workload) -> std::thread::JoinH
         };
         stack.sql(&script);
     })
+}
+
+pub const SALT: &str = "e2e-salt";
+
+/// The PII guest's output for `id`'s row image at `rev`, field by field.
+pub fn expected_row(id: i64, rev: i64, op: &str) -> serde_json::Value {
+    let r = image(id, rev);
+    let hash = hex::encode(Sha256::digest(
+        format!("{SALT}{}", r.email.trim().to_lowercase()).as_bytes(),
+    ));
+    let time = |micros: i64| {
+        Timestamp {
+            seconds: micros.div_euclid(1_000_000),
+            nanos: (micros.rem_euclid(1_000_000) * 1000) as u32,
+        }
+        .to_rfc3339()
+    };
+    let phone = r.phone.map(|p| format!("***{}", &p[p.len() - 4..]));
+    serde_json::json!({
+        "id": id,
+        "email": hash,
+        "full_name": r.full_name,
+        "phone": phone,
+        "balance": r.balance_cents.map(decimal),
+        "created_at": time(r.created_micros),
+        "updated_at": r.updated_micros.map(time),
+        "prefs": r.prefs,
+        "status": r.status,
+        "rev": rev,
+        "_op": op,
+    })
+}
+
+/// Exactly once, in per-key order, with the exact values; counts duplicates and losses.
+pub fn assert_exactly_once(
+    objects: &BTreeMap<String, Vec<String>>,
+    expected: &BTreeMap<i64, Vec<Change>>,
+) {
+    let actual = rows_by_id(objects);
+    let (mut duplicates, mut losses, mut total) = (0usize, 0usize, 0usize);
+    for (id, changes) in expected {
+        let got: Vec<Change> = actual
+            .get(id)
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let op = match r["_op"].as_str().unwrap() {
+                            "r" => "r",
+                            "c" => "c",
+                            "u" => "u",
+                            "d" => "d",
+                            other => panic!("unexpected _op {other}"),
+                        };
+                        (op, r["rev"].as_i64().unwrap())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        total += got.len();
+        for change in changes {
+            match got.iter().filter(|g| *g == change).count() {
+                0 => losses += 1,
+                1 => {}
+                n => duplicates += n - 1,
+            }
+        }
+        assert_eq!(
+            &got, changes,
+            "id {id}: changes out of order, lost or doubled"
+        );
+        for (row, (op, rev)) in actual[id].iter().zip(changes) {
+            let mut row = row.clone();
+            let commit_time = row.as_object_mut().unwrap().remove("_commit_time");
+            assert!(commit_time.is_some_and(|t| t.as_str().is_some_and(|t| t.ends_with('Z'))));
+            assert_eq!(row, expected_row(*id, *rev, op), "id {id} rev {rev}");
+        }
+    }
+    let expected_total: usize = expected.values().map(Vec::len).sum();
+    assert_eq!(actual.len(), expected.len(), "rows of unknown ids");
+    assert_eq!((duplicates, losses, total), (0, 0, expected_total));
+}
+
+/// A port nothing listens on at the moment.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The admin API on `port`.
+pub struct AdminApi {
+    port: u16,
+    agent: ureq::Agent,
+}
+
+impl AdminApi {
+    pub fn new(port: u16) -> AdminApi {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        AdminApi { port, agent }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Status code and body, or `None` while nothing listens.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut response = self.agent.get(&self.url(path)).call().ok()?;
+        let body = response.body_mut().read_to_string().unwrap();
+        Some((response.status().as_u16(), body))
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut request = self.agent.post(&self.url(path));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.send_empty().unwrap();
+        let body = response.body_mut().read_to_string().unwrap();
+        (response.status().as_u16(), body)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = self.get("/status").expect("the admin server answers");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls `/status` until `done` holds.
+    pub fn wait_for(&self, what: &str, wrt: &mut Wrt, done: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            wrt.assert_running();
+            let status = self.get("/status");
+            if let Some((200, body)) = &status
+                && done(&serde_json::from_str(body).unwrap())
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; status {status:?}; log:\n{}",
+                std::fs::read_to_string(&wrt.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)));
+    match found.map(|s| &s.value) {
+        Some(prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v))
+        | Some(prometheus_parse::Value::Untyped(v)) => *v,
+        Some(prometheus_parse::Value::Histogram(_) | prometheus_parse::Value::Summary(_)) => {
+            panic!("{name} is not a single value")
+        }
+        None => panic!("no sample {name}{labels:?} in the scrape"),
+    }
+}
+
+pub fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("/metrics parses as Prometheus text")
 }

@@ -1,8 +1,15 @@
 //! S3 (or an S3-compatible server) through aws-sdk-s3. Credentials come from the default
-//! chain (environment, profile, instance role); the SDK retries throttling and 5xx itself.
+//! chain (environment, profile, instance role). Every request has connect, read and
+//! per-attempt timeouts, so a hung server fails a request instead of stalling the host; the
+//! SDK retries throttling, 5xx and timeouts a few times itself, and the pipeline retries a
+//! failed window after a backoff for as long as the outage lasts.
 
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
@@ -26,8 +33,19 @@ impl S3 {
             .region(aws_config::Region::new(config.region.clone()))
             .load()
             .await;
-        let mut builder =
-            aws_sdk_s3::config::Builder::from(&shared).force_path_style(config.force_path_style);
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .read_timeout(Duration::from_millis(config.read_timeout_ms))
+            .operation_attempt_timeout(Duration::from_millis(config.attempt_timeout_ms))
+            .build();
+        // A few quick attempts per request; longer outages are the pipeline's to wait out.
+        let retries = RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_max_backoff(Duration::from_secs(2));
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(config.force_path_style)
+            .timeout_config(timeouts)
+            .retry_config(retries);
         if let Some(url) = &config.endpoint_url {
             builder = builder.endpoint_url(url);
         }
@@ -54,15 +72,36 @@ impl S3 {
         format!("{}{key}", self.prefix)
     }
 
-    fn error(
-        &self,
-        doing: &str,
-        key: &str,
-        e: impl std::error::Error + Send + Sync + 'static,
-    ) -> SinkError {
-        SinkError::Store {
-            location: format!("s3://{}/{}", self.bucket, self.key(key)),
-            message: format!("{doing}: {}", DisplayErrorContext(&e)),
+    fn location(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(key))
+    }
+
+    /// A failed request as a [`SinkError`]: refused when S3 said no for a reason waiting
+    /// will not change, otherwise an outage to retry.
+    fn error<E>(&self, doing: &str, key: &str, e: SdkError<E>) -> SinkError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let fix = match (status, e.code()) {
+            (_, Some("NoSuchBucket")) => Some("create the bucket, or correct sink.bucket"),
+            (_, Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"))
+            | (Some(401), _) => Some(
+                "check the AWS credentials the host uses (environment, profile or instance role)",
+            ),
+            (Some(403), _) => Some(
+                "allow this host's role s3:PutObject, s3:GetObject, s3:DeleteObject and s3:ListBucket on the bucket",
+            ),
+            _ => None,
+        };
+        let location = self.location(key);
+        let message = format!("{doing}: {}", chain(&e));
+        match fix {
+            Some(fix) => SinkError::Refused {
+                location,
+                message: format!("{message}; {fix}"),
+            },
+            None => SinkError::Store { location, message },
         }
     }
 
@@ -134,6 +173,21 @@ impl S3 {
     }
 }
 
+/// An error and its causes, each said once: the SDK's errors often repeat their source's
+/// text in their own.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl Sink for S3 {
     async fn put(&self, object: &Object) -> Result<(), SinkError> {
         if object.body.len() > self.multipart_threshold {
@@ -187,11 +241,10 @@ impl Sink for S3 {
         match got {
             Ok(object) => {
                 let tag = object.e_tag().unwrap_or_default().to_string();
-                let body = object
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| self.error("reading", key, e))?;
+                let body = object.body.collect().await.map_err(|e| SinkError::Store {
+                    location: self.location(key),
+                    message: format!("reading: {}", chain(&e)),
+                })?;
                 Ok(Some((body.to_vec(), tag)))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),

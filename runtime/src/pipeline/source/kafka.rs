@@ -63,7 +63,14 @@ impl Kafka {
             .set("queued.max.messages.kbytes", "16384")
             // ... but only if a full queue does not stop fetching for the default second: at
             // 16 MiB that held the host to 6,500 events/s (the lanes idle) on the benchmark.
-            .set("fetch.queue.backoff.ms", "10");
+            .set("fetch.queue.backoff.ms", "10")
+            // A broker that goes away is reconnected to for ever, backing off up to 10 s;
+            // a hung one fails its requests after 30 s. Written out so the behaviour in a
+            // broker outage is read here, not looked up in librdkafka's defaults.
+            .set("socket.connection.setup.timeout.ms", "10000")
+            .set("socket.timeout.ms", "30000")
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "10000");
         let region = match &config.auth {
             KafkaAuth::None => None,
             KafkaAuth::MskIam { region } => {

@@ -1,0 +1,316 @@
+//! End to end on the real local stack, with the store failing under a running SQL workload:
+//! MariaDB → Debezium → Kafka → `wrt run` → a MinIO of the test's own, which the test stops,
+//! restarts, freezes and thaws (the stack's MinIO serves the other tests, so it is never
+//! touched). The host must keep running, say it is not ready while the store fails, count
+//! the failures, and land every change exactly once when the store is back.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use wrt_tests::{guest, repo_root};
+
+/// A MinIO server of this test's own, on a free port, keeping its data across restarts.
+struct OwnMinio {
+    binary: PathBuf,
+    data: tempfile::TempDir,
+    port: u16,
+    console_port: u16,
+    child: Option<Child>,
+}
+
+impl OwnMinio {
+    fn start() -> OwnMinio {
+        // The binary `tests/stack/install` put in place, at the version the stack pins.
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg("source tests/stack/lib.sh && echo \"$MINIO_BIN\"")
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert!(
+            binary.is_file(),
+            "no MinIO at {}: run tests/stack/install",
+            binary.display()
+        );
+        let mut minio = OwnMinio {
+            binary,
+            data: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            console_port: free_port(),
+            child: None,
+        };
+        minio.resume();
+        minio
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) and waits until it answers.
+    fn resume(&mut self) {
+        let child = Command::new(&self.binary)
+            .args(["server", "--address", &format!("127.0.0.1:{}", self.port)])
+            .args([
+                "--console-address",
+                &format!("127.0.0.1:{}", self.console_port),
+            ])
+            .arg(self.data.path())
+            .env("MINIO_ROOT_USER", MINIO_USER)
+            .env("MINIO_ROOT_PASSWORD", MINIO_PASSWORD)
+            .env("MINIO_BROWSER", "off")
+            .env("MINIO_UPDATE", "off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting MinIO");
+        self.child = Some(child);
+        let health = AdminApi::new(self.port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while health.get("/minio/health/ready").map(|(code, _)| code) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "MinIO did not start on {}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops the server (SIGKILL: an outage, not a shutdown).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT: connections are accepted by the kernel and then hang.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    fn s3_config(&self) -> Stack {
+        Stack {
+            mariadb_port: String::new(),
+            kafka: String::new(),
+            minio: self.url(),
+        }
+    }
+}
+
+impl Drop for OwnMinio {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal("-CONT");
+        }
+        self.stop();
+    }
+}
+
+/// A counter's value in wrt's `/metrics`.
+fn counter(admin: &AdminApi, pipeline: &str, name: &str) -> f64 {
+    let (_, text) = admin.get("/metrics").expect("the admin server answers");
+    sample(&parse_metrics(&text), name, &[("pipeline", pipeline)])
+}
+
+/// `/readyz`'s status code, or `None` while nothing answers.
+fn readyz(admin: &AdminApi) -> Option<u16> {
+    admin.get("/readyz").map(|(code, _)| code)
+}
+
+/// Polls `/readyz` until it answers `want`; returns how long that took.
+fn wait_for_ready(admin: &AdminApi, want: u16, limit: Duration, wrt: &mut Wrt) -> Duration {
+    let started = Instant::now();
+    while readyz(admin) != Some(want) {
+        wrt.assert_running();
+        assert!(
+            started.elapsed() < limit,
+            "/readyz did not answer {want} within {limit:?}; see {}",
+            wrt.log.display()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    started.elapsed()
+}
+
+/// Keeps `wrt` under watch for `span`: it must not exit, and `/readyz` must stay `want`.
+fn hold(admin: &AdminApi, want: u16, span: Duration, wrt: &mut Wrt) {
+    let until = Instant::now() + span;
+    while Instant::now() < until {
+        wrt.assert_running();
+        assert_eq!(
+            readyz(admin),
+            Some(want),
+            "/readyz during the outage; see {}",
+            wrt.log.display()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The peak resident memory of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_stopped_and_frozen_mid_run_loses_and_doubles_nothing() {
+    let mut minio = OwnMinio::start();
+    let admin_port = free_port();
+    let admin = AdminApi::new(admin_port);
+    let load = workload(300, 10_000, 23);
+    let mut setup = setup("e2e_store", &load, |names, stack| {
+        format!(
+            r#"name = "{connector}"
+
+[source]
+kind = "kafka"
+brokers = "{kafka}"
+topics = ["^{prefix}\\..*", "{prefix}"]
+
+[transform]
+path = "{guest}"
+config = {{ salt = "{SALT}" }}
+
+[batch]
+batch-size = 256
+max-records = 500
+max-age-ms = 1000
+
+[sink]
+kind = "s3"
+bucket = "{bucket}"
+endpoint-url = "{minio}"
+region = "us-east-1"
+force-path-style = true
+# Short, so the frozen store's requests fail within the test's patience.
+read-timeout-ms = 2000
+attempt-timeout-ms = 5000
+
+[retry]
+max-backoff-ms = 4000
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+"#,
+            connector = names.connector,
+            kafka = stack.kafka,
+            prefix = names.prefix,
+            guest = guest("pii_mask").display(),
+            bucket = names.bucket,
+            minio = minio.url(),
+        )
+    })
+    .await;
+    setup.s3 = minio.s3_config().s3_with_bucket(&setup.names.bucket).await;
+    let bucket = setup.names.bucket.clone();
+    let pipeline = setup.names.connector.clone();
+
+    let mut wrt = Wrt::start(&setup.config, &setup.dir.path().join("wrt.log"));
+    let pid = wrt.child.id();
+    let writer = apply_in_background(&setup, &load);
+    // Stop the store once the first rows have landed, with most of the workload to come.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while keys(&setup.s3, &bucket, "customers/").await.is_empty() {
+        wrt.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "no row landed; see {}",
+            wrt.log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for_ready(&admin, 200, Duration::from_secs(30), &mut wrt);
+
+    // 1. MinIO stopped for 30 s.
+    let errors_before = counter(&admin, &pipeline, "wrt_upload_errors_total");
+    minio.stop();
+    let stopped = Instant::now();
+    let noticed = wait_for_ready(&admin, 503, Duration::from_secs(30), &mut wrt);
+    hold(
+        &admin,
+        503,
+        Duration::from_secs(30).saturating_sub(stopped.elapsed()),
+        &mut wrt,
+    );
+    let errors_during = counter(&admin, &pipeline, "wrt_upload_errors_total") - errors_before;
+    let retries = counter(&admin, &pipeline, "wrt_store_retries_total");
+    assert!(errors_during > 0.0, "the upload-error counter did not rise");
+    assert!(retries > 0.0, "no window was retried");
+    minio.resume();
+    let recovered = wait_for_ready(&admin, 200, Duration::from_secs(60), &mut wrt);
+    println!(
+        "e2e store stopped 30 s: not ready after {:.1} s, {errors_during} upload errors, {retries} window retries, ready again {:.1} s after the restart",
+        noticed.as_secs_f64(),
+        recovered.as_secs_f64()
+    );
+    writer.join().unwrap();
+
+    // 2. MinIO frozen for 20 s while new changes arrive: its connections hang, the
+    // timeouts turn them into failures, and the host says so instead of stalling silently.
+    let mut expected = load.expected.clone();
+    let late: Vec<String> = (800_001..=800_200).map(|id| insert(id, 0)).collect();
+    for id in 800_001..=800_200 {
+        expected.insert(id, vec![("c", 0)]);
+    }
+    minio.signal("-STOP");
+    let frozen = Instant::now();
+    setup
+        .stack
+        .sql(&format!("USE {};\n{}", setup.names.database, late.concat()));
+    let noticed = wait_for_ready(&admin, 503, Duration::from_secs(20), &mut wrt);
+    hold(
+        &admin,
+        503,
+        Duration::from_secs(20).saturating_sub(frozen.elapsed()),
+        &mut wrt,
+    );
+    minio.signal("-CONT");
+    let recovered = wait_for_ready(&admin, 200, Duration::from_secs(60), &mut wrt);
+    println!(
+        "e2e store frozen 20 s: not ready after {:.1} s, ready again {:.1} s after the thaw",
+        noticed.as_secs_f64(),
+        recovered.as_secs_f64()
+    );
+
+    let want = setup
+        .wait_for(&expected, &mut wrt, Duration::from_secs(240))
+        .await;
+    let rss = peak_rss_mib(pid);
+    let log = wrt.stop();
+    let lake = setup.lake().await;
+    let rows: usize = rows_by_id(&lake).values().map(Vec::len).sum();
+    println!(
+        "e2e store faults: {want} changes written, {rows} rows in the lake (lost and doubled: 0, asserted next), peak RSS {rss:.0} MiB"
+    );
+    assert_exactly_once(&lake, &expected);
+    assert!(log.contains("the window is written again"), "{log}");
+    assert!(
+        !log.contains(MINIO_PASSWORD),
+        "the store's secret is in the log"
+    );
+    assert!(
+        !lake.keys().any(|k| k.starts_with("_dead_letter/")),
+        "an outage is not a bad record: {log}"
+    );
+    setup.stack.drop_connector(&setup.names.connector);
+}
