@@ -42,10 +42,7 @@ pub enum HostError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "the bucket is not reachable: {0}; check sink.bucket, sink.endpoint-url and the AWS \
-         credentials"
-    )]
+    #[error("the bucket cannot be used: {0}{hint}", hint = bucket_hint(.0))]
     Bucket(SinkError),
     #[error("admin.listen: cannot listen on {listen} ({source}); pick a free port")]
     Admin {
@@ -56,6 +53,15 @@ pub enum HostError {
     Kafka(SourceError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+}
+
+/// A refusal names its own fix; an unreachable store has these suspects.
+fn bucket_hint(error: &SinkError) -> &'static str {
+    if error.is_transient() {
+        "; check sink.endpoint-url, sink.region and the network"
+    } else {
+        ""
+    }
 }
 
 /// Which transform a host runs.

@@ -258,7 +258,7 @@ pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
                 lanes[lane].send(LaneInput::Revoke(revoked)).await?;
             }
         }
-        telemetry.owned(source.owned());
+        telemetry.owned(source.owned(), source.trouble());
 
         // Each partition's records, in order, to the lane that owns it.
         let count = records.len();

@@ -117,6 +117,8 @@ struct StatusState {
     commits: BTreeMap<TopicPartition, i64>,
     /// The source has answered at least once.
     source_answered: bool,
+    /// Why the source cannot deliver records now, if it says.
+    source_trouble: Option<String>,
     /// Windows whose last write attempt failed, and the latest failure.
     failing_windows: usize,
     store_error: Option<String>,
@@ -268,6 +270,8 @@ impl Telemetry {
         let mut status = state.status.clone();
         status.not_ready = if !state.source_answered {
             Some("the source has not answered yet".into())
+        } else if let Some(trouble) = &state.source_trouble {
+            Some(trouble.clone())
         } else if state.failing_windows > 0 {
             Some(format!(
                 "{} window(s) cannot be written, retrying: {}",
@@ -352,8 +356,9 @@ impl Telemetry {
         self.state().commits.insert(partition.clone(), next_offset);
     }
 
-    /// The source answered with the partitions it owns now.
-    pub fn owned(&self, owned: Vec<Owned>) {
+    /// The source answered with the partitions it owns now, and what keeps it from
+    /// delivering records, if anything.
+    pub fn owned(&self, owned: Vec<Owned>, trouble: Option<String>) {
         for o in &owned {
             if let Some(lag) = o.lag {
                 self.lag
@@ -377,6 +382,7 @@ impl Telemetry {
             .collect();
         state.status.partitions = partitions;
         state.source_answered = true;
+        state.source_trouble = trouble;
     }
 
     pub fn swapped(&self, from: &str, to: &str, pause: Duration) {
@@ -438,9 +444,9 @@ mod tests {
     }
 
     #[test]
-    fn not_ready_while_a_window_cannot_be_written() {
+    fn not_ready_while_a_window_cannot_be_written_or_no_broker_answers() {
         let telemetry = Telemetry::new("shop", "abc");
-        telemetry.owned(Vec::new());
+        telemetry.owned(Vec::new(), None);
         assert!(telemetry.status().ready);
         telemetry.store_failing("s3://lake/a: connection refused", true);
         telemetry.store_failing("s3://lake/b: connection refused", true);
@@ -454,6 +460,13 @@ mod tests {
         telemetry.store_recovered();
         assert!(!telemetry.status().ready, "one window still fails");
         telemetry.store_recovered();
+        assert!(telemetry.status().ready);
+        telemetry.owned(Vec::new(), Some("no Kafka broker answers".into()));
+        assert_eq!(
+            telemetry.status().not_ready.as_deref(),
+            Some("no Kafka broker answers")
+        );
+        telemetry.owned(Vec::new(), None);
         assert!(telemetry.status().ready);
         assert!(
             telemetry

@@ -314,3 +314,130 @@ listen = "127.0.0.1:{admin_port}"
     );
     setup.stack.drop_connector(&setup.names.connector);
 }
+
+/// Bad credentials are not an outage: the host stops at once and says what to fix, without
+/// printing the secret it was given.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_refuses_the_credentials_stops_the_host_with_the_fix() {
+    let stack = Stack::get();
+    let names = Names::new("e2e_refused");
+    stack.s3_with_bucket(&names.bucket).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"name = "{connector}"
+
+[source]
+kind = "kafka"
+brokers = "{kafka}"
+topics = ["{prefix}.nothing"]
+
+[transform]
+path = "{guest}"
+config = {{ salt = "{SALT}" }}
+
+[sink]
+kind = "s3"
+bucket = "{bucket}"
+endpoint-url = "{minio}"
+region = "us-east-1"
+force-path-style = true
+"#,
+            connector = names.connector,
+            kafka = stack.kafka,
+            prefix = names.prefix,
+            guest = guest("pii_mask").display(),
+            bucket = names.bucket,
+            minio = stack.minio,
+        ),
+    )
+    .unwrap();
+    let secret = "not-the-secret-3141";
+    let mut wrt = Wrt::start_with_env(
+        &config,
+        &dir.path().join("wrt.log"),
+        &[("AWS_SECRET_ACCESS_KEY", secret)],
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = wrt.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "wrt still runs 30 s after the store refused it"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(&wrt.log).unwrap();
+    println!(
+        "e2e refused: {}",
+        log.trim().lines().last().unwrap_or_default()
+    );
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("check the AWS credentials"), "{log}");
+    assert!(!log.contains(secret), "the secret is in the output:\n{log}");
+}
+
+/// No broker answering is an outage too: the host keeps trying and says why it is not
+/// ready, instead of exiting or answering 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_broker_answering_makes_the_host_unready_not_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin_port = free_port();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"name = "no-broker"
+
+[source]
+kind = "kafka"
+brokers = "127.0.0.1:{kafka_port}"
+topics = ["customers"]
+
+[transform]
+path = "{guest}"
+config = {{ salt = "{SALT}" }}
+
+[sink]
+kind = "local"
+path = "{lake}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+"#,
+            kafka_port = free_port(),
+            guest = guest("pii_mask").display(),
+            lake = dir.path().join("lake").display(),
+        ),
+    )
+    .unwrap();
+    let mut wrt = Wrt::start(&config, &dir.path().join("wrt.log"));
+    let admin = AdminApi::new(admin_port);
+    let started = Instant::now();
+    let why = loop {
+        wrt.assert_running();
+        if let Some((503, why)) = admin.get("/readyz")
+            && why.contains("no Kafka broker answers")
+        {
+            break why;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "/readyz never said no broker answers; see {}",
+            wrt.log.display()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let noticed = started.elapsed();
+    hold(&admin, 503, Duration::from_secs(10), &mut wrt);
+    println!(
+        "e2e no broker: not ready after {:.1} s ({}), still running 10 s later",
+        noticed.as_secs_f64(),
+        why.trim()
+    );
+    wrt.stop();
+}

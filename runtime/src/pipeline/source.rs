@@ -38,6 +38,12 @@ pub trait Source {
 
     /// The partitions this source reads now, for `/status` and the lag metric.
     fn owned(&self) -> Vec<Owned>;
+
+    /// Why records cannot arrive now (every broker unreachable), while that lasts: the
+    /// source keeps trying, and the host reports itself not ready meanwhile.
+    fn trouble(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A finite list of records: the bundled sample stream, or a file of fixture events.

@@ -335,13 +335,12 @@ impl Wrt {
         Wrt::start_with_env(config, log, &[])
     }
 
-    /// [`Wrt::start`] with more environment variables.
+    /// [`Wrt::start`] with more environment variables, which override its own.
     pub fn start_with_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Wrt {
         let log_file = std::fs::File::create(log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_wrt"))
             .args(["run", "--config"])
             .arg(config)
-            .envs(env.iter().copied())
             .env("AWS_ACCESS_KEY_ID", MINIO_USER)
             .env("AWS_SECRET_ACCESS_KEY", MINIO_PASSWORD)
             .env("WRT_LOG", "info")
@@ -349,6 +348,7 @@ impl Wrt {
                 "WRT_CACHE_DIR",
                 PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("components"),
             )
+            .envs(env.iter().copied())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
             .spawn()

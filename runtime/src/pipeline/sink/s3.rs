@@ -89,13 +89,22 @@ impl S3 {
             | (Some(401), _) => Some(
                 "check the AWS credentials the host uses (environment, profile or instance role)",
             ),
+            // A HEAD's 403 has no body to say which.
             (Some(403), _) => Some(
-                "allow this host's role s3:PutObject, s3:GetObject, s3:DeleteObject and s3:ListBucket on the bucket",
+                "check the AWS credentials the host uses, and that its role may s3:PutObject, s3:GetObject, s3:DeleteObject and s3:ListBucket on the bucket",
             ),
             _ => None,
         };
+        // What S3 answered, or, when nothing answered, why (connection, timeout).
+        let answer = match (status, e.code()) {
+            (Some(status), Some(code)) => {
+                format!("HTTP {status} {code}: {}", e.message().unwrap_or_default())
+            }
+            (Some(status), None) => format!("HTTP {status}"),
+            (None, _) => chain(&e),
+        };
         let location = self.location(key);
-        let message = format!("{doing}: {}", chain(&e));
+        let message = format!("{doing}: {answer}");
         match fix {
             Some(fix) => SinkError::Refused {
                 location,

@@ -13,6 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::watch;
@@ -31,6 +32,8 @@ const IDLE_TICK: Duration = Duration::from_millis(250);
 pub struct Kafka {
     consumer: StreamConsumer<GroupContext>,
     shutdown: watch::Receiver<bool>,
+    /// The last consumption error logged, so an outage is logged once, not per poll.
+    last_error: Option<String>,
 }
 
 impl Kafka {
@@ -87,6 +90,7 @@ impl Kafka {
             revoked: Arc::default(),
             lag: Arc::default(),
             msk_region: region,
+            trouble: Mutex::default(),
         };
         let consumer: StreamConsumer<GroupContext> = client
             .create_with_context(context)
@@ -95,7 +99,11 @@ impl Kafka {
         consumer
             .subscribe(&topics)
             .map_err(|e| SourceError(Box::new(e)))?;
-        Ok(Kafka { consumer, shutdown })
+        Ok(Kafka {
+            consumer,
+            shutdown,
+            last_error: None,
+        })
     }
 }
 
@@ -115,11 +123,25 @@ impl Source for Kafka {
                 Err(_idle) => return Ok(Some(batch)),
                 // librdkafka reports most errors (a topic not created yet, a broker
                 // restarting) and recovers by itself; only a fatal one ends the stream.
-                Ok(Err(e)) => match self.consumer.client().fatal_error() {
-                    Some((_, reason)) => return Err(SourceError(reason.into())),
-                    None => tracing::warn!("kafka: {e}; retrying"),
-                },
+                Ok(Err(e)) => {
+                    if let Some((_, reason)) = self.consumer.client().fatal_error() {
+                        return Err(SourceError(reason.into()));
+                    }
+                    // librdkafka reconnects by itself. Said once per kind of error, not
+                    // at every poll, and handed back so the host can report it; an
+                    // outage is not a reason to spin.
+                    let said = e.to_string();
+                    if self.last_error.as_ref() != Some(&said) {
+                        tracing::warn!("kafka: {said}; retrying");
+                        self.last_error = Some(said);
+                    }
+                    if batch.is_empty() {
+                        tokio::time::sleep(IDLE_TICK).await;
+                    }
+                    return Ok(Some(batch));
+                }
                 Ok(Ok(message)) => {
+                    self.last_error = None;
                     batch.push(KafkaRecord {
                         topic: message.topic().to_string(),
                         partition: message.partition(),
@@ -175,6 +197,15 @@ impl Source for Kafka {
         None
     }
 
+    fn trouble(&self) -> Option<String> {
+        self.consumer
+            .context()
+            .trouble
+            .lock()
+            .expect("not poisoned")
+            .clone()
+    }
+
     fn owned(&self) -> Vec<Owned> {
         let Ok(assignment) = self.consumer.assignment() else {
             return Vec::new();
@@ -202,12 +233,27 @@ struct GroupContext {
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
     lag: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
     msk_region: Option<String>,
+    /// Set when librdkafka reports every broker down; cleared by the next statistics that
+    /// show a broker up again.
+    trouble: Mutex<Option<String>>,
 }
 
 impl ClientContext for GroupContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The same errors reach `poll`, which logs them once each.
+        tracing::debug!("kafka: {error}: {reason}");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            *self.trouble.lock().expect("not poisoned") =
+                Some(format!("no Kafka broker answers ({reason}); reconnecting"));
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
+        if statistics.brokers.values().any(|b| b.state == "UP") {
+            *self.trouble.lock().expect("not poisoned") = None;
+        }
         let mut lag = self.lag.lock().expect("not poisoned");
         for (topic, t) in statistics.topics {
             // Partition -1 is librdkafka's internal one; a lag of -1 means not known yet.
