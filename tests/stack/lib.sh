@@ -14,6 +14,10 @@ STACK_RUN="${WRT_STACK_RUN:-/tmp/wrt-stack}"
 # a module pseudo-version (commit 7aac2a2c5b7c, 2026-02-12).
 MINIO_MODULE="github.com/minio/minio"
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
+# The fault proxy the fault tests put between wrt and a store (runtime/cli/tests/e2e_faults.rs);
+# v2.5.0 is the newest the Go module proxy serves under this path.
+TOXIPROXY_MODULE="github.com/Shopify/toxiproxy/v2/cmd/server"
+TOXIPROXY_VERSION="v2.5.0"
 pom_property() { sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" "$STACK_DIR/pom.xml" | head -n1; }
 KAFKA_VERSION="$(pom_property kafka.version)"
 DEBEZIUM_VERSION="$(pom_property debezium.version)"
@@ -22,6 +26,7 @@ DEBEZIUM_VERSION="$(pom_property debezium.version)"
 KAFKA_LIB="$STACK_HOME/kafka-$KAFKA_VERSION/lib"
 DEBEZIUM_PLUGINS="$STACK_HOME/debezium-$DEBEZIUM_VERSION/plugins"
 MINIO_BIN="$STACK_HOME/minio-$MINIO_VERSION/minio"
+TOXIPROXY_BIN="$STACK_HOME/toxiproxy-$TOXIPROXY_VERSION/toxiproxy-server"
 # Debian puts the server in /usr/sbin, which is not on a non-root PATH.
 MARIADBD="$(command -v mariadbd || echo /usr/sbin/mariadbd)"
 
@@ -131,6 +136,6 @@ kafka_tool() {
 }
 
 require_installed() {
-  [[ -x "$MINIO_BIN" && -f "$KAFKA_LIB/kafka_2.13-$KAFKA_VERSION.jar" && -d "$DEBEZIUM_PLUGINS" && -x "$MARIADBD" ]] ||
+  [[ -x "$MINIO_BIN" && -x "$TOXIPROXY_BIN" && -f "$KAFKA_LIB/kafka_2.13-$KAFKA_VERSION.jar" && -d "$DEBEZIUM_PLUGINS" && -x "$MARIADBD" ]] ||
     die "the stack is not installed under $STACK_HOME (versions: Kafka $KAFKA_VERSION, Debezium $DEBEZIUM_VERSION, MinIO $MINIO_VERSION); run tests/stack/install first"
 }

@@ -1,7 +1,7 @@
 //! End to end on the real local stack, with the store failing under a running SQL workload:
-//! MariaDB → Debezium → Kafka → `wrt run` → a MinIO of the test's own, which the test stops,
-//! restarts, freezes and thaws (the stack's MinIO serves the other tests, so it is never
-//! touched). The host must keep running, say it is not ready while the store fails, count
+//! MariaDB → Debezium → Kafka → `wrt run` → Toxiproxy → a MinIO of the test's own, which the
+//! test stops and restarts, and whose connections the proxy hangs and slows (the stack's
+//! MinIO serves the other tests, so it is never touched). The host must keep running, say it is not ready while the store fails, count
 //! the failures, and land every change exactly once when the store is back.
 
 mod common;
@@ -90,18 +90,6 @@ impl OwnMinio {
         }
     }
 
-    /// SIGSTOP / SIGCONT: connections are accepted by the kernel and then hang.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-
     fn s3_config(&self) -> Stack {
         Stack {
             mariadb_port: String::new(),
@@ -113,10 +101,100 @@ impl OwnMinio {
 
 impl Drop for OwnMinio {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            self.signal("-CONT");
-        }
         self.stop();
+    }
+}
+
+/// Toxiproxy (`tests/stack/install` builds it) between wrt and the store: a real fault
+/// injector, started by the test on free ports.
+struct FaultProxy {
+    child: Child,
+    api: String,
+    listen: u16,
+    agent: ureq::Agent,
+}
+
+impl FaultProxy {
+    fn start(upstream: &str) -> FaultProxy {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg("source tests/stack/lib.sh && echo \"$TOXIPROXY_BIN\"")
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert!(
+            binary.is_file(),
+            "no Toxiproxy at {}: run tests/stack/install",
+            binary.display()
+        );
+        let api_port = free_port();
+        let child = Command::new(&binary)
+            .args(["-host", "127.0.0.1", "-port", &api_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting Toxiproxy");
+        let proxy = FaultProxy {
+            child,
+            api: format!("http://127.0.0.1:{api_port}"),
+            listen: free_port(),
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .into(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while proxy
+            .agent
+            .get(format!("{}/version", proxy.api))
+            .call()
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "Toxiproxy did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        proxy.post(
+            "/proxies",
+            serde_json::json!({"name": "store", "upstream": upstream,
+                "listen": format!("127.0.0.1:{}", proxy.listen)}),
+        );
+        proxy
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.listen)
+    }
+
+    fn post(&self, path: &str, body: serde_json::Value) {
+        self.agent
+            .post(format!("{}{path}", self.api))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap_or_else(|e| panic!("Toxiproxy POST {path}: {e}"));
+    }
+
+    /// Adds a toxic to the answers coming back from the store.
+    fn add(&self, name: &str, kind: &str, attributes: serde_json::Value) {
+        self.post(
+            "/proxies/store/toxics",
+            serde_json::json!({"name": name, "type": kind, "stream": "downstream",
+                "attributes": attributes}),
+        );
+    }
+
+    fn remove(&self, name: &str) {
+        self.agent
+            .delete(format!("{}/proxies/store/toxics/{name}", self.api))
+            .call()
+            .unwrap_or_else(|e| panic!("Toxiproxy DELETE {name}: {e}"));
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -173,8 +251,9 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_store_stopped_and_frozen_mid_run_loses_and_doubles_nothing() {
+async fn the_store_stopped_then_hung_mid_run_loses_and_doubles_nothing() {
     let mut minio = OwnMinio::start();
+    let proxy = FaultProxy::start(&format!("127.0.0.1:{}", minio.port));
     let admin_port = free_port();
     let admin = AdminApi::new(admin_port);
     let load = workload(300, 10_000, 23);
@@ -217,10 +296,11 @@ listen = "127.0.0.1:{admin_port}"
             prefix = names.prefix,
             guest = guest("pii_mask").display(),
             bucket = names.bucket,
-            minio = minio.url(),
+            minio = proxy.url(),
         )
     })
     .await;
+    // The test reads the store directly; wrt goes through the fault proxy.
     setup.s3 = minio.s3_config().s3_with_bucket(&setup.names.bucket).await;
     let bucket = setup.names.bucket.clone();
     let pipeline = setup.names.connector.clone();
@@ -265,15 +345,17 @@ listen = "127.0.0.1:{admin_port}"
     );
     writer.join().unwrap();
 
-    // 2. MinIO frozen for 20 s while new changes arrive: its connections hang, the
-    // timeouts turn them into failures, and the host says so instead of stalling silently.
+    // 2. The proxy hangs every connection to the store for 20 s while new changes arrive
+    // (nothing comes back, nothing is closed): the timeouts turn the hang into failures, and
+    // the host says so instead of stalling silently. Then 500 ms of latency on every answer
+    // for the rest of the run.
     let mut expected = load.expected.clone();
     let late: Vec<String> = (800_001..=800_200).map(|id| insert(id, 0)).collect();
     for id in 800_001..=800_200 {
         expected.insert(id, vec![("c", 0)]);
     }
-    minio.signal("-STOP");
-    let frozen = Instant::now();
+    proxy.add("hang", "timeout", serde_json::json!({"timeout": 0}));
+    let hung = Instant::now();
     setup
         .stack
         .sql(&format!("USE {};\n{}", setup.names.database, late.concat()));
@@ -281,13 +363,14 @@ listen = "127.0.0.1:{admin_port}"
     hold(
         &admin,
         503,
-        Duration::from_secs(20).saturating_sub(frozen.elapsed()),
+        Duration::from_secs(20).saturating_sub(hung.elapsed()),
         &mut wrt,
     );
-    minio.signal("-CONT");
+    proxy.remove("hang");
+    proxy.add("slow", "latency", serde_json::json!({"latency": 500}));
     let recovered = wait_for_ready(&admin, 200, Duration::from_secs(60), &mut wrt);
     println!(
-        "e2e store frozen 20 s: not ready after {:.1} s, ready again {:.1} s after the thaw",
+        "e2e store hung 20 s: not ready after {:.1} s, ready again {:.1} s after the hang ended (500 ms latency from then on)",
         noticed.as_secs_f64(),
         recovered.as_secs_f64()
     );
