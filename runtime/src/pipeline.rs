@@ -42,7 +42,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::config::{BatchConfig, PipelineSection, RetrySection};
-use crate::event::{Column, OutputRecord, Timestamp, Value};
+use crate::event::{ChangeEvent, Column, Outcome, OutputRecord, Timestamp, Value};
 use crate::model::{KafkaRecord, Reason, TopicPartition};
 use crate::telemetry::Telemetry;
 use batch::{Batcher, PartitionTemplate, Rotation, Window};
@@ -50,7 +50,7 @@ use commit::{Committer, Sealed, Written};
 use decode::{Decoded, Decoder, SchemaChange};
 use sink::{Sink, SinkError};
 use source::{Source, SourceError};
-use transform::{Current, InstanceError, Transform};
+use transform::{BatchFailure, Current, InstanceError, Transform};
 
 /// Where schema-change events land, as rows, beside the tables.
 pub const SCHEMA_CHANGES: &str = "_schema_changes";
@@ -127,7 +127,8 @@ pub struct Summary {
     pub heartbeats: u64,
     /// DDL events, written to `_schema_changes`.
     pub schema_changes: u64,
-    /// Transform calls that failed as a whole (trap, timeout, memory cap).
+    /// Transform calls that failed as a whole (trap, timeout, memory cap, contract), the
+    /// calls on a failed batch's parts included: one poison event in 256 counts 9.
     pub failed_calls: u64,
     /// Switches to another transform version.
     pub swaps: u64,
@@ -676,10 +677,13 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
         if let Some(took) = transformed.call_time {
             telemetry.transform_call(transformed.change_events as usize, took);
         }
+        if transformed.failed_calls > 0 {
+            telemetry.bisected(transformed.failed_alone, transformed.budget_spent);
+        }
         let mut counted = Summary {
             records_in: records.len() as u64,
             change_events: transformed.change_events,
-            failed_calls: u64::from(transformed.failed_call),
+            failed_calls: transformed.failed_calls,
             ..Summary::default()
         };
         let mut outputs: Vec<(String, u64)> = Vec::new();
@@ -850,15 +854,40 @@ pub struct Transformed {
     pub emitted: Vec<Vec<Emit>>,
     /// How many records were row changes (and went to the transform).
     pub change_events: u64,
-    /// Whether the transform call failed as a whole.
-    pub failed_call: bool,
-    /// How long the transform call took, if there was one.
+    /// Transform calls that failed as a whole, the calls on the batch's parts included.
+    pub failed_calls: u64,
+    /// Events dead-lettered because their call failed with them alone.
+    pub failed_alone: u64,
+    /// Whether the batch spent its [`poison_budget`] and its untried events were
+    /// dead-lettered.
+    pub budget_spent: bool,
+    /// How long the transform took on the batch, every call on its parts included, if it
+    /// was called.
     pub call_time: Option<Duration>,
 }
 
-/// Decodes `records` and runs the change events through `transform` in one call.
-/// `wrt test` prints what each record became; `run` batches it. Keep one `decoder` per stream:
-/// it compiles each schema once.
+/// Poison events a batch may hold and still have each one found alone; see
+/// [`poison_budget`].
+pub const POISON_EVENTS: u64 = 2;
+
+/// Failed calls a batch of `events` may spend; once they are spent, no further part of the
+/// batch is called and its events not yet tried alone are dead-lettered. Bisection finds
+/// one poison event in `n` with `1 + ⌈log₂ n⌉` failed calls (the whole batch, then the
+/// failing half at each level down to the event alone), and each further one costs at most
+/// `⌈log₂ n⌉` more: 17 for two in 256. One more, 18, so the parts after the last of them are
+/// still called. A guest that fails on every event is stopped after those 18 calls rather
+/// than `2n - 1`; with timeouts that is 18 times the call deadline.
+pub fn poison_budget(events: usize) -> u64 {
+    let depth = u64::from(events.max(1).next_power_of_two().trailing_zeros());
+    2 + POISON_EVENTS * depth
+}
+
+/// Decodes `records` and runs the change events through `transform` in one call. When that
+/// call fails as a whole (trap, timeout, memory cap), each half is called again, recursively,
+/// so only the events that fail alone are dead-lettered, each with its own reason, until
+/// [`poison_budget`] failed calls are spent. The split is always the same, so a replay of
+/// the batch makes the same calls. `wrt test` prints what each record became; `run` batches
+/// it. Keep one `decoder` per stream: it compiles each schema once.
 pub fn transform_records(
     records: &[KafkaRecord],
     decoder: &mut Decoder,
@@ -891,50 +920,134 @@ pub fn transform_records(
     let mut transformed = Transformed {
         emitted,
         change_events: events.len() as u64,
-        failed_call: false,
+        failed_calls: 0,
+        failed_alone: 0,
+        budget_spent: false,
         call_time: None,
     };
     if events.is_empty() {
         return transformed;
     }
-    let emitted = &mut transformed.emitted;
 
-    let called = Instant::now();
-    let result = transform.process(&events);
-    transformed.call_time = Some(called.elapsed());
-    match result {
-        Ok(outcomes) => {
-            for ((slot, event), outcome) in event_slots.into_iter().zip(&events).zip(outcomes) {
-                emitted[slot] = match outcome {
-                    Ok(outputs) => outputs
-                        .into_iter()
-                        .map(|o| Emit::Output(o, event.commit_time))
-                        .collect(),
-                    Err(e) => vec![Emit::DeadLetter(Reason {
-                        stage: "transform",
-                        kind: "rejected".into(),
-                        message: format!("[{}] {}", e.code, e.message),
-                    })],
-                };
-            }
-        }
-        Err(failure) => {
-            tracing::warn!(
-                events = events.len(),
-                "{failure}; the batch goes to the dead-letter prefix"
-            );
-            transformed.failed_call = true;
-            let reason = Reason {
+    let mut calls = Bisection {
+        transform,
+        budget: poison_budget(events.len()),
+        failed: 0,
+        last_failure: None,
+        took: Duration::ZERO,
+        results: Vec::with_capacity(events.len()),
+    };
+    calls.run(&events);
+    let Bisection {
+        failed,
+        last_failure,
+        took,
+        results,
+        ..
+    } = calls;
+    transformed.failed_calls = failed;
+    transformed.call_time = Some(took);
+    for ((slot, event), result) in event_slots.into_iter().zip(&events).zip(results) {
+        transformed.emitted[slot] = match result {
+            EventResult::Outcome(Ok(outputs)) => outputs
+                .into_iter()
+                .map(|o| Emit::Output(o, event.commit_time))
+                .collect(),
+            EventResult::Outcome(Err(e)) => vec![Emit::DeadLetter(Reason {
                 stage: "transform",
-                kind: failure.kind.as_str().into(),
-                message: failure.message,
-            };
-            for slot in event_slots {
-                emitted[slot] = vec![Emit::DeadLetter(reason.clone())];
+                kind: "rejected".into(),
+                message: format!("[{}] {}", e.code, e.message),
+            })],
+            EventResult::FailedAlone(failure) => {
+                transformed.failed_alone += 1;
+                vec![Emit::DeadLetter(failure_reason(failure))]
+            }
+            EventResult::Untried => {
+                transformed.budget_spent = true;
+                let last = last_failure
+                    .as_ref()
+                    .expect("only failures spend the budget");
+                vec![Emit::DeadLetter(Reason {
+                    message: format!(
+                        "{} (not tried alone: the batch's budget of {failed} failed calls ran out)",
+                        last.message
+                    ),
+                    ..failure_reason(last.clone())
+                })]
+            }
+        };
+    }
+    if let Some(last) = &last_failure {
+        tracing::warn!(
+            events = events.len(),
+            failed_calls = failed,
+            failed_alone = transformed.failed_alone,
+            budget_spent = transformed.budget_spent,
+            "{last} (the last failed call); the batch was split to dead-letter only the events \
+             that fail alone"
+        );
+    }
+    transformed
+}
+
+/// The calls on one batch and its parts, in a fixed order: each failed part's left half,
+/// then its right half.
+struct Bisection<'a> {
+    transform: &'a mut dyn Transform,
+    budget: u64,
+    failed: u64,
+    last_failure: Option<BatchFailure>,
+    took: Duration,
+    /// Per event so far, in order.
+    results: Vec<EventResult>,
+}
+
+/// What became of one event in a [`Bisection`].
+enum EventResult {
+    Outcome(Outcome),
+    /// The call with this event alone failed.
+    FailedAlone(BatchFailure),
+    /// The budget ran out before this event was tried alone.
+    Untried,
+}
+
+impl Bisection<'_> {
+    fn run(&mut self, events: &[ChangeEvent]) {
+        if self.failed >= self.budget {
+            self.results
+                .extend(events.iter().map(|_| EventResult::Untried));
+            return;
+        }
+        let called = Instant::now();
+        // After a failed call the transform has recovered (a fresh instance), so the parts
+        // run as the first call of a batch would.
+        let result = self.transform.process(events);
+        self.took += called.elapsed();
+        match result {
+            Ok(outcomes) => self
+                .results
+                .extend(outcomes.into_iter().map(EventResult::Outcome)),
+            Err(failure) => {
+                self.failed += 1;
+                self.last_failure = Some(failure.clone());
+                if let [_] = events {
+                    self.results.push(EventResult::FailedAlone(failure));
+                } else {
+                    let (left, right) = events.split_at(events.len() / 2);
+                    self.run(left);
+                    self.run(right);
+                }
             }
         }
     }
-    transformed
+}
+
+fn failure_reason(failure: BatchFailure) -> Reason {
+    Reason {
+        stage: "transform",
+        kind: failure.kind.as_str().into(),
+        message: failure.message,
+    }
 }
 
 fn schema_change_record(change: SchemaChange) -> OutputRecord {
@@ -967,11 +1080,9 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::event::{ChangeEvent, Outcome};
     use crate::model::Object;
     use crate::pipeline::sink::LocalDir;
     use crate::pipeline::source::MemorySource;
-    use crate::pipeline::transform::BatchFailure;
 
     /// Each event's row image (after, else before) to its table.
     #[derive(Clone)]
@@ -1001,6 +1112,111 @@ mod tests {
 
         fn another(&self) -> Result<Box<dyn Transform>, InstanceError> {
             Ok(Box::new(self.clone()))
+        }
+    }
+
+    /// Passes events through like [`Passthrough`], but traps on any call that holds an event
+    /// at a poisoned offset, naming the first; remembers each call's first offset and length.
+    struct Poisoned {
+        poisoned: fn(i64) -> bool,
+        calls: Vec<(i64, usize)>,
+    }
+
+    impl Poisoned {
+        fn new(poisoned: fn(i64) -> bool) -> Self {
+            Poisoned {
+                poisoned,
+                calls: Vec::new(),
+            }
+        }
+    }
+
+    impl Transform for Poisoned {
+        fn digest(&self) -> &str {
+            "poisoned"
+        }
+
+        fn process(&mut self, events: &[ChangeEvent]) -> Result<Vec<Outcome>, BatchFailure> {
+            self.calls.push((events[0].source.offset, events.len()));
+            match events.iter().find(|e| (self.poisoned)(e.source.offset)) {
+                Some(poison) => Err(BatchFailure {
+                    kind: transform::FailureKind::Trap,
+                    message: format!("trapped on offset {}", poison.source.offset),
+                }),
+                None => Passthrough.process(events),
+            }
+        }
+
+        fn another(&self) -> Result<Box<dyn Transform>, InstanceError> {
+            Ok(Box::new(Poisoned::new(self.poisoned)))
+        }
+    }
+
+    /// `n` inserts into `shop.t`, row `id` = offset, as schemaless envelopes.
+    fn inserts(n: i64) -> Vec<KafkaRecord> {
+        (0..n)
+            .map(|offset| {
+                let value = serde_json::json!({
+                    "op": "c",
+                    "after": {"id": offset},
+                    "source": {"connector": "mysql", "name": "shop", "db": "shop",
+                               "table": "t", "ts_ms": 1_714_521_600_000_i64},
+                });
+                KafkaRecord {
+                    topic: "shop.shop.t".into(),
+                    partition: 0,
+                    offset,
+                    timestamp_ms: None,
+                    key: None,
+                    value: Some(value.to_string().into_bytes()),
+                }
+            })
+            .collect()
+    }
+
+    /// Each record's single emit: `Ok(id)` for an output row, `Err(reason)` for a dead letter.
+    fn fates(transformed: &Transformed) -> Vec<Result<i64, Reason>> {
+        transformed
+            .emitted
+            .iter()
+            .map(|emits| match emits.as_slice() {
+                [Emit::Output(output, _)] => match output.row[..] {
+                    [
+                        Column {
+                            value: Value::Int(id),
+                            ..
+                        },
+                    ] => Ok(id),
+                    _ => panic!("not a passed-through row: {output:?}"),
+                },
+                [Emit::DeadLetter(reason)] => Err(reason.clone()),
+                other => panic!("expected one output or dead letter, got {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Runs 256 inserts through a [`Poisoned`] twice, on fresh fakes, requiring the same
+    /// calls and results both times; returns the results and the calls.
+    fn bisect(poisoned: fn(i64) -> bool) -> (Transformed, Vec<(i64, usize)>) {
+        let records = inserts(256);
+        let mut runs = [0, 1].map(|_| {
+            let mut transform = Poisoned::new(poisoned);
+            let transformed = transform_records(&records, &mut Decoder::default(), &mut transform);
+            (transformed, transform.calls)
+        });
+        let [first, second] = &mut runs;
+        first.0.call_time = None;
+        second.0.call_time = None;
+        assert_eq!(first, second, "a replay makes other calls or results");
+        let [first, _] = runs;
+        first
+    }
+
+    fn poison_reason(offset: i64) -> Reason {
+        Reason {
+            stage: "transform",
+            kind: "trap".into(),
+            message: format!("trapped on offset {offset}"),
         }
     }
 
@@ -1210,6 +1426,78 @@ mod tests {
             rest = &rest[end.min(rest.len() - 1) + 1..];
         }
         found
+    }
+
+    #[test]
+    fn the_poison_budget_covers_two_poison_events() {
+        assert_eq!(poison_budget(256), 18);
+        assert_eq!(poison_budget(200), 18);
+        assert_eq!(poison_budget(1), 2);
+    }
+
+    #[test]
+    fn one_poison_event_in_256_costs_one_dead_letter() {
+        let (transformed, calls) = bisect(|offset| offset == 77);
+        let expected: Vec<_> = (0..256)
+            .map(|id| {
+                if id == 77 {
+                    Err(poison_reason(77))
+                } else {
+                    Ok(id)
+                }
+            })
+            .collect();
+        assert_eq!(fates(&transformed), expected);
+        // The batch, then the failing half on each of 8 levels down to offset 77 alone.
+        assert_eq!(transformed.failed_calls, 9);
+        assert_eq!(transformed.failed_alone, 1);
+        assert!(!transformed.budget_spent);
+        assert_eq!(calls.first(), Some(&(0, 256)));
+        assert_eq!(
+            calls.len(),
+            9 + 8,
+            "each failed part's other half passes once"
+        );
+    }
+
+    #[test]
+    fn two_poison_events_in_opposite_halves_fit_the_budget() {
+        let (transformed, _) = bisect(|offset| offset == 3 || offset == 200);
+        let expected: Vec<_> = (0..256)
+            .map(|id| match id {
+                3 | 200 => Err(poison_reason(id)),
+                _ => Ok(id),
+            })
+            .collect();
+        assert_eq!(fates(&transformed), expected);
+        assert_eq!(transformed.failed_calls, 1 + 8 + 8);
+        assert_eq!(transformed.failed_alone, 2);
+        assert!(!transformed.budget_spent);
+    }
+
+    #[test]
+    fn a_transform_that_fails_on_every_event_is_stopped_by_the_budget() {
+        let (transformed, calls) = bisect(|_| true);
+        assert_eq!(calls.len(), 18, "{calls:?}");
+        assert_eq!(transformed.failed_calls, 18);
+        assert!(transformed.budget_spent);
+        // Depth first, left first: offsets 0 to 5 failed alone before the budget ran out,
+        // on the call that failed on 6 and 7; the rest were never tried alone.
+        let alone = 6;
+        assert_eq!(transformed.failed_alone, alone);
+        for (id, fate) in (0..).zip(fates(&transformed)) {
+            let reason = fate.expect_err("every event is dead-lettered");
+            if id < alone {
+                assert_eq!(reason, poison_reason(id as i64));
+            } else {
+                assert_eq!(reason.kind, "trap");
+                assert_eq!(
+                    reason.message,
+                    "trapped on offset 6 (not tried alone: the batch's budget of 18 failed \
+                     calls ran out)"
+                );
+            }
+        }
     }
 
     #[test]

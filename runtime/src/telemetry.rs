@@ -98,6 +98,8 @@ pub struct Telemetry {
     /// `events_out`'s counters by destination, so counting a row allocates nothing.
     out_by_destination: RwLock<HashMap<String, Counter>>,
     dead_letters: Counter,
+    failed_alone: Counter,
+    budget_spent: Counter,
     batch_events: Histogram,
     call_seconds: Histogram,
     flush_seconds: Histogram,
@@ -167,6 +169,16 @@ impl Telemetry {
             "wrt_dead_letters",
             "Records written to the dead-letter prefix",
         );
+        let failed_alone = counter(
+            &mut registry,
+            "wrt_transform_failed_alone",
+            "Events dead-lettered because a failed transform call, split down to them, failed with them alone",
+        );
+        let budget_spent = counter(
+            &mut registry,
+            "wrt_transform_budget_spent",
+            "Batches whose failed-call budget ran out; their events not yet tried alone were dead-lettered",
+        );
         let batch_events = histogram(
             &mut registry,
             "wrt_transform_batch_events",
@@ -176,7 +188,7 @@ impl Telemetry {
         let call_seconds = histogram(
             &mut registry,
             "wrt_transform_call_seconds",
-            "Duration of one transform call",
+            "Duration of the transform calls on one batch (its parts' included after a failed call)",
             0.000_05,
         );
         let flush_seconds = histogram(
@@ -239,6 +251,8 @@ impl Telemetry {
             events_out,
             out_by_destination: RwLock::default(),
             dead_letters,
+            failed_alone,
+            budget_spent,
             batch_events,
             call_seconds,
             flush_seconds,
@@ -319,6 +333,15 @@ impl Telemetry {
     pub fn transform_call(&self, events: usize, took: Duration) {
         self.batch_events.observe(events as f64);
         self.call_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A batch whose transform call failed was split: `failed_alone` events failed alone,
+    /// and its failed-call budget ran out if `budget_spent`.
+    pub fn bisected(&self, failed_alone: u64, budget_spent: bool) {
+        self.failed_alone.inc_by(failed_alone);
+        if budget_spent {
+            self.budget_spent.inc();
+        }
     }
 
     pub fn upload(&self, took: Duration, ok: bool) {
@@ -424,6 +447,8 @@ mod tests {
         telemetry.counted(2, &[("customers".into(), 1)], 1);
         telemetry.counted(1, &[("customers".into(), 1)], 0);
         telemetry.swapped("abc", "def", Duration::from_millis(12));
+        telemetry.bisected(1, false);
+        telemetry.bisected(2, true);
         let text = telemetry.encode();
         assert!(
             text.contains("wrt_events_in_total{pipeline=\"shop\"} 3"),
@@ -435,6 +460,14 @@ mod tests {
         );
         assert!(
             text.contains("wrt_transform_swaps_total{pipeline=\"shop\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wrt_transform_failed_alone_total{pipeline=\"shop\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wrt_transform_budget_spent_total{pipeline=\"shop\"} 1"),
             "{text}"
         );
         let status = telemetry.status();

@@ -1,8 +1,8 @@
 //! The sandbox against purpose-built hostile guests (`tests/guests/hostile`).
 //!
 //! Each guest attacks on events of table `attack` and passes other events through. For each
-//! attack: the batch holding it is refused or stopped, the reason reaches every affected
-//! event as a dead letter, and the next batch is processed correctly by the same transform.
+//! attack: the attack is refused or its call stopped, the reason reaches the attacking event
+//! alone as a dead letter, and the next batch is processed correctly by the same transform.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -126,8 +126,9 @@ fn opening_a_socket_is_refused() {
     );
 }
 
-/// Limit attacks stop the whole call; every event of the batch is dead-lettered with the
-/// reason and the transform recovers for the next batch.
+/// Limit attacks stop the whole call; the host splits the batch until the attacking event
+/// fails alone, dead-letters it with the reason, passes the others through, and the
+/// transform recovers for the next batch.
 fn assert_stopped(attack: &str, limits: Limits, kind: FailureKind, reason: &str) -> Duration {
     let mut transform = hostile(attack, &[], limits);
     let records: Vec<_> = [("orders", 1), ("attack", 2), ("orders", 3)]
@@ -137,15 +138,18 @@ fn assert_stopped(attack: &str, limits: Limits, kind: FailureKind, reason: &str)
     let started = Instant::now();
     let transformed = transform_records(&records, &mut Decoder::default(), &mut transform);
     let took = started.elapsed();
-    assert!(transformed.failed_call);
+    // [1, 2, 3], then [1] passes, [2, 3] fails, [2] fails, [3] passes.
+    assert_eq!(transformed.failed_calls, 3);
+    assert_eq!(transformed.failed_alone, 1);
     assert_eq!(transformed.emitted.len(), 3);
-    for emits in &transformed.emitted {
+    for (at, emits) in transformed.emitted.iter().enumerate() {
         match emits.as_slice() {
-            [Emit::DeadLetter(r)] => {
+            [Emit::DeadLetter(r)] if at == 1 => {
                 assert_eq!(r.kind, kind.as_str());
                 assert!(r.message.contains(reason), "{attack}: {:?}", r.message);
             }
-            other => panic!("{attack}: expected one dead letter per event, got {other:?}"),
+            [Emit::Output(o, _)] if at != 1 => assert_eq!(o.destination, "orders"),
+            other => panic!("{attack}: event {at} became {other:?}"),
         }
     }
     assert_next_batch_is_fine(&mut transform);
@@ -179,6 +183,41 @@ fn allocating_past_the_cap_is_stopped() {
 #[test]
 fn a_trap_is_contained() {
     assert_stopped("trap", Limits::default(), FailureKind::Trap, "unreachable");
+}
+
+/// A guest that traps on one marked row in a batch of 256: only that event is dead-lettered,
+/// the other 255 come out in order.
+#[test]
+fn a_poison_row_costs_one_event() {
+    let mut transform = hostile("trap-marked", &[("mark", "77")], Limits::default());
+    let records: Vec<_> = (0..256)
+        .map(|id| record_for(&event("orders", id)))
+        .collect();
+    let transformed = transform_records(&records, &mut Decoder::default(), &mut transform);
+    let mut outputs = Vec::new();
+    let mut dead_letters = Vec::new();
+    for (id, emits) in (0..).zip(&transformed.emitted) {
+        match emits.as_slice() {
+            [Emit::Output(o, _)] => outputs.push(o.row[0].value.clone()),
+            [Emit::DeadLetter(r)] => dead_letters.push((id, r.clone())),
+            other => panic!("event {id} became {other:?}"),
+        }
+    }
+    let expected: Vec<_> = (0..256).filter(|&id| id != 77).map(Value::Int).collect();
+    assert_eq!(outputs, expected);
+    let [(77, reason)] = dead_letters.as_slice() else {
+        panic!("expected one dead letter, for id 77: {dead_letters:?}");
+    };
+    assert_eq!(reason.kind, FailureKind::Trap.as_str());
+    // A Rust panic reaches the host as `unreachable`; the guest's message goes to stderr.
+    assert!(
+        reason.message.contains("unreachable"),
+        "{:?}",
+        reason.message
+    );
+    assert_eq!(transformed.failed_calls, 9);
+    assert!(!transformed.budget_spent);
+    assert_next_batch_is_fine(&mut transform);
 }
 
 #[test]

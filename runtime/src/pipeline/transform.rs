@@ -17,7 +17,7 @@ pub trait Transform: Send {
 
     /// One [`Outcome`] per event, in order; a per-event error is data (dead-lettered).
     /// `Err` means the whole call failed (trap, timeout, memory cap) and the transform
-    /// has already recovered for the next batch.
+    /// has already recovered for the next call, which may be on part of the same batch.
     fn process(&mut self, events: &[ChangeEvent]) -> Result<Vec<Outcome>, BatchFailure>;
 
     /// Another instance of the same code, started and initialised, for another lane: its
@@ -68,8 +68,9 @@ impl Current {
     }
 }
 
-/// Why a whole batch failed inside the transform. Always the transform's fault, so the
-/// batch goes to the dead-letter path and the host carries on; retrying would fail again.
+/// Why a whole batch failed inside the transform. Always the transform's fault, so retrying
+/// the same events would fail again: the host calls again on the batch's halves to find the
+/// events that fail alone, dead-letters those, and carries on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct BatchFailure {

@@ -773,6 +773,9 @@ impl<'de> Visitor<'de> for Skip {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     //! The equivalence test: the reference and one `Decoder` decode the same records in order
     //! and must give identical events or identical error messages, record by record.
@@ -797,7 +800,7 @@ mod tests {
     }
 
     #[derive(Debug, Default)]
-    struct Tally {
+    pub(super) struct Tally {
         records: usize,
         changes: usize,
         errors: usize,
@@ -807,7 +810,7 @@ mod tests {
 
     /// Decodes `records` in order with the reference and with `decoder`, requiring the same
     /// outcome for each.
-    fn check(decoder: &mut Decoder, records: &[KafkaRecord]) -> Tally {
+    pub(super) fn check(decoder: &mut Decoder, records: &[KafkaRecord]) -> Tally {
         let mut tally = Tally::default();
         for (i, record) in records.iter().enumerate() {
             let reference = outcome(&super::super::decode(record));
@@ -835,7 +838,7 @@ mod tests {
         tally
     }
 
-    fn record(topic: &str, key: Option<&str>, value: Option<&str>) -> KafkaRecord {
+    pub(super) fn record(topic: &str, key: Option<&str>, value: Option<&str>) -> KafkaRecord {
         KafkaRecord {
             topic: topic.into(),
             partition: 1,
@@ -1779,7 +1782,7 @@ mod tests {
     }
 
     /// One byte-level change, more often in the payload than in the schema before it.
-    fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
+    pub(super) fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
         const SPECIAL: &[u8] = b"{}[],:\"\\0123456789-+.eEntrufals \t\n\x0c\xc3\xff";
         if bytes.is_empty() {
             bytes.push(b'{');

@@ -4,7 +4,7 @@
 //! lookups, a wall clock stuck at 1970 (time comes from the events), plus the `wrt:transform`
 //! imports. What it cannot take: more memory than [`Limits::memory`] (the growing call traps)
 //! or more than [`Limits::call_timeout`] of one call (an epoch deadline interrupts it).
-//! After a failed call the instance is dropped and a fresh one is made for the next batch.
+//! After a failed call the instance is dropped and a fresh one is made for the next call.
 //!
 //! Nothing a guest can observe besides its input varies between runs, because a replay must
 //! rewrite the same bytes: WASI `random` (secure and insecure) answers from generators

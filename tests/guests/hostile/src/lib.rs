@@ -1,6 +1,9 @@
 //! Tries one escape chosen by config `attack` on every event of table `attack`, and passes
 //! every other event through. An attack that works returns what it got as a row (the tests
 //! assert no such row exists); one the sandbox refuses becomes the event's error.
+//!
+//! `attack = "trap-marked"` is a poison row instead: the guest traps on any event, of any
+//! table, whose row has a text or integer column equal to config `mark`.
 
 use std::hint::black_box;
 use wrt_sdk::{ChangeEvent, Column, Config, OutputRecord, Transform, TransformError, Value};
@@ -8,6 +11,7 @@ use wrt_sdk::{ChangeEvent, Column, Config, OutputRecord, Transform, TransformErr
 struct Hostile {
     attack: String,
     target: String,
+    mark: String,
 }
 
 impl Transform for Hostile {
@@ -15,12 +19,16 @@ impl Transform for Hostile {
         Ok(Hostile {
             attack: config.get("attack").ok_or("config `attack` is required")?,
             target: config.get_or("target", "127.0.0.1:9"),
+            mark: config.get_or("mark", ""),
         })
     }
 
     fn process(&mut self, event: ChangeEvent) -> Result<Vec<OutputRecord>, TransformError> {
         let table = event.source.table.clone();
-        if table != "attack" {
+        if self.attack == "trap-marked" && marked(&event, &self.mark) {
+            panic!("hostile guest traps on the row marked {:?}", self.mark);
+        }
+        if table != "attack" || self.attack == "trap-marked" {
             return Ok(event
                 .into_row()
                 .map(|r| OutputRecord::new(table, r))
@@ -63,6 +71,15 @@ impl Transform for Hostile {
         }];
         Ok(vec![OutputRecord::new("escaped", row)])
     }
+}
+
+fn marked(event: &ChangeEvent, mark: &str) -> bool {
+    let rows = event.before.iter().chain(&event.after);
+    rows.flatten().any(|c| match &c.value {
+        Value::Text(text) => text == mark,
+        Value::Int(i) => i.to_string() == mark,
+        _ => false,
+    })
 }
 
 fn denied(e: std::io::Error) -> TransformError {
