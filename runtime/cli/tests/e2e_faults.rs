@@ -656,3 +656,135 @@ listen = "127.0.0.1:{admin_port}"
     assert_exactly_once(&lake, &load.expected);
     setup.stack.drop_connector(&setup.names.connector);
 }
+
+/// A guest that traps on one marked row, among 600 inserts read in batches of 256: the
+/// batch is split until the row is alone, so exactly one dead letter (kind `trap`) and the
+/// other 599 rows land, each once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_row_in_a_batch_of_256_costs_one_dead_letter() {
+    let load = workload(0, 0, 1);
+    let setup = setup("e2e_poison_row", &load, |names, stack| {
+        format!(
+            r#"name = "{connector}"
+
+[source]
+kind = "kafka"
+brokers = "{kafka}"
+topics = ["^{prefix}\\..*"]
+
+[transform]
+path = "{guest}"
+config = {{ attack = "trap-marked", mark = "777777" }}
+
+[batch]
+batch-size = 256
+max-age-ms = 1000
+
+[pipeline]
+lanes = 1
+
+[sink]
+kind = "s3"
+bucket = "{bucket}"
+endpoint-url = "{minio}"
+region = "us-east-1"
+force-path-style = true
+"#,
+            connector = names.connector,
+            kafka = stack.kafka,
+            prefix = names.prefix,
+            guest = guest("hostile").display(),
+            bucket = names.bucket,
+            minio = stack.minio,
+        )
+    })
+    .await;
+    // One transaction, so the 600 changes reach Kafka together and are polled in full
+    // batches; row 301's rev is the mark.
+    let rows: String = (1..=600)
+        .map(|id| insert(id, if id == 301 { 777_777 } else { id }))
+        .collect();
+    setup.stack.sql(&format!(
+        "USE {};\nSTART TRANSACTION;\n{rows}COMMIT;\n",
+        setup.names.database
+    ));
+    // Every change in the topic's three partitions before wrt starts, and one lane, so each
+    // poll of 256 records is one transform call of 256 events.
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let probe: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &setup.stack.kafka)
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let in_kafka = || -> i64 {
+        (0..3)
+            .map(|partition| {
+                probe
+                    .fetch_watermarks(&setup.names.topic(), partition, Duration::from_secs(5))
+                    .map_or(0, |(_, high)| high)
+            })
+            .sum()
+    };
+    while in_kafka() < 600 {
+        assert!(
+            Instant::now() < deadline,
+            "the 600 changes did not reach Kafka"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut wrt = Wrt::start(&setup.config, &setup.dir.path().join("wrt.log"));
+    wait_for_rows(
+        &setup.s3,
+        &setup.names.bucket,
+        599,
+        Duration::from_secs(120),
+        &mut wrt,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while keys(&setup.s3, &setup.names.bucket, "_dead_letter/")
+        .await
+        .is_empty()
+    {
+        wrt.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "no dead letter; see {}",
+            wrt.log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let log = wrt.stop();
+    let lake = setup.lake().await;
+    let landed = rows_by_id(&lake);
+    let ids: Vec<i64> = landed.keys().copied().collect();
+    let want: Vec<i64> = (1..=600).filter(|&id| id != 301).collect();
+    assert_eq!(ids, want, "every row but the marked one lands");
+    assert!(
+        landed.values().all(|rows| rows.len() == 1),
+        "a row landed twice"
+    );
+    let dead: Vec<serde_json::Value> = lake
+        .iter()
+        .filter(|(k, _)| k.starts_with("_dead_letter/"))
+        .flat_map(|(_, lines)| lines.iter().map(|l| serde_json::from_str(l).unwrap()))
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        log.contains("events=256"),
+        "the marked row's batch held 256 events: {log}"
+    );
+    assert_eq!(dead[0]["reason"]["kind"], "trap", "{dead:?}");
+    assert!(
+        dead[0]["value"].as_str().unwrap().contains("777777"),
+        "the dead letter is the marked row: {dead:?}"
+    );
+    println!(
+        "e2e poison row: 599 of 600 rows landed once, 1 dead letter ({}); {}",
+        dead[0]["reason"]["message"],
+        log.lines()
+            .find(|l| l.contains("failed_calls"))
+            .unwrap_or("no split logged")
+    );
+    setup.stack.drop_connector(&setup.names.connector);
+}
