@@ -282,7 +282,7 @@ async fn a_poison_record_is_dead_lettered_and_the_pipeline_goes_on() {
 /// carries its offsets and transform digest as metadata, and markers read back and delete.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_s3_sink_uploads_large_objects_in_parts_with_metadata() {
-    use wrt::model::{Object, ObjectMeta};
+    use wrt::model::{Object, ObjectMeta, WindowSpan};
     use wrt::pipeline::sink::Sink;
 
     let stack = Stack::get();
@@ -313,6 +313,12 @@ async fn the_s3_sink_uploads_large_objects_in_parts_with_metadata() {
             first_offset: 42,
             last_offset: 44,
             transform: "abcdef0123456789".into(),
+            window: WindowSpan {
+                from: 42,
+                first_offset: 42,
+                next_offset: 45,
+                objects: 1,
+            },
         },
     };
     sink.put(&object).await.unwrap();

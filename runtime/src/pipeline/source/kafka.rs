@@ -13,6 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::watch;
@@ -41,46 +42,7 @@ impl Kafka {
         group_id: &str,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, SourceError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set(
-                "auto.offset.reset",
-                match config.start_from {
-                    StartFrom::Earliest => "earliest",
-                    StartFrom::Latest => "latest",
-                },
-            )
-            // Subscriptions by pattern notice new tables' topics quickly.
-            .set("topic.metadata.refresh.interval.ms", "10000")
-            // Statistics carry each partition's consumer lag, for the lag metric.
-            .set("statistics.interval.ms", "5000")
-            // librdkafka prefetches up to 64 MiB by default; the lanes keep up with far less,
-            // and the host's memory is bounded by what it buffers here.
-            .set("queued.max.messages.kbytes", "16384")
-            // ... but only if a full queue does not stop fetching for the default second: at
-            // 16 MiB that held the host to 6,500 events/s (the lanes idle) on the benchmark.
-            .set("fetch.queue.backoff.ms", "10");
-        let region = match &config.auth {
-            KafkaAuth::None => None,
-            KafkaAuth::MskIam { region } => {
-                client
-                    .set("security.protocol", "SASL_SSL")
-                    .set("sasl.mechanism", "OAUTHBEARER");
-                Some(region.clone())
-            }
-        };
-        for (key, value) in &config.properties {
-            client.set(key, value);
-        }
-        let context = GroupContext {
-            revoked: Arc::default(),
-            lag: Arc::default(),
-            msk_region: region,
-        };
+        let (client, context) = client_config(config, group_id);
         let consumer: StreamConsumer<GroupContext> = client
             .create_with_context(context)
             .map_err(|e| SourceError(Box::new(e)))?;
@@ -90,6 +52,97 @@ impl Kafka {
             .map_err(|e| SourceError(Box::new(e)))?;
         Ok(Kafka { consumer, shutdown })
     }
+}
+
+/// The client settings of a member of `group_id`, and its callbacks.
+fn client_config(config: &KafkaSource, group_id: &str) -> (ClientConfig, GroupContext) {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match config.start_from {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            },
+        )
+        // Subscriptions by pattern notice new tables' topics quickly.
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        // Statistics carry each partition's consumer lag, for the lag metric.
+        .set("statistics.interval.ms", "5000")
+        // librdkafka prefetches up to 64 MiB by default; the lanes keep up with far less,
+        // and the host's memory is bounded by what it buffers here.
+        .set("queued.max.messages.kbytes", "16384")
+        // ... but only if a full queue does not stop fetching for the default second: at
+        // 16 MiB that held the host to 6,500 events/s (the lanes idle) on the benchmark.
+        .set("fetch.queue.backoff.ms", "10");
+    let region = match &config.auth {
+        KafkaAuth::None => None,
+        KafkaAuth::MskIam { region } => {
+            client
+                .set("security.protocol", "SASL_SSL")
+                .set("sasl.mechanism", "OAUTHBEARER");
+            Some(region.clone())
+        }
+    };
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    let context = GroupContext {
+        revoked: Arc::default(),
+        lag: Arc::default(),
+        msk_region: region,
+    };
+    (client, context)
+}
+
+/// The offsets `group_id` committed for every partition of the topics `config` names
+/// (a name starting with `^` is a regular expression, as in a subscription), read without
+/// joining the group: a metadata request and an offset fetch. Partitions without a commit
+/// are left out.
+pub fn committed_offsets(
+    config: &KafkaSource,
+    group_id: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<TopicPartition, i64>, SourceError> {
+    let error = |e: KafkaError| SourceError(Box::new(e));
+    let (client, context) = client_config(config, group_id);
+    let consumer: BaseConsumer<GroupContext> =
+        client.create_with_context(context).map_err(error)?;
+    let mut patterns = Vec::new();
+    for topic in &config.topics {
+        if topic.starts_with('^') {
+            patterns.push(regex::Regex::new(topic).map_err(|e| SourceError(Box::new(e)))?);
+        }
+    }
+    let wanted = |name: &str| {
+        config.topics.iter().any(|t| t == name) || patterns.iter().any(|p| p.is_match(name))
+    };
+    let metadata = consumer.fetch_metadata(None, timeout).map_err(error)?;
+    let mut list = TopicPartitionList::new();
+    for topic in metadata.topics().iter().filter(|t| wanted(t.name())) {
+        for partition in topic.partitions() {
+            list.add_partition(topic.name(), partition.id());
+        }
+    }
+    let committed = consumer.committed_offsets(list, timeout).map_err(error)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|p| match p.offset() {
+            Offset::Offset(offset) => Some((
+                TopicPartition {
+                    topic: p.topic().to_string(),
+                    partition: p.partition(),
+                },
+                offset,
+            )),
+            _ => None,
+        })
+        .collect())
 }
 
 impl Source for Kafka {
@@ -110,6 +163,8 @@ impl Source for Kafka {
                 // restarting) and recovers by itself; only a fatal one ends the stream.
                 Ok(Err(e)) => match self.consumer.client().fatal_error() {
                     Some((_, reason)) => return Err(SourceError(reason.into())),
+                    // Said once already, as a warning, by `GroupContext::error`.
+                    None if waiting_for_topic(&e) => tracing::debug!("kafka: {e}"),
                     None => tracing::warn!("kafka: {e}; retrying"),
                 },
                 Ok(Ok(message)) => {
@@ -197,8 +252,31 @@ struct GroupContext {
     msk_region: Option<String>,
 }
 
+/// Whether `error` says a subscribed topic (or every topic of a pattern) does not exist yet:
+/// normal before Debezium has captured a table, and over once the topic is created.
+fn waiting_for_topic(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+}
+
 impl ClientContext for GroupContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    /// librdkafka's errors, at ERROR as rdkafka logs them, except a subscription that
+    /// matches no topic yet: that is a WARN saying what the consumer waits for.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if waiting_for_topic(&error) {
+            let topic = reason
+                .strip_prefix("Subscribed topic not available: ")
+                .and_then(|rest| rest.split(": ").next())
+                .unwrap_or(reason);
+            tracing::warn!(
+                "kafka: no topic matches `{topic}` yet; waiting for it to be created \
+                 (records are read from it as soon as it exists)"
+            );
+        } else {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
 
     fn stats(&self, statistics: Statistics) {
         let mut lag = self.lag.lock().expect("not poisoned");
