@@ -167,6 +167,18 @@ async fn ten_thousand_changes_land_exactly_once() {
         !lake.keys().any(|k| k.starts_with("_wrt/")),
         "markers are removed after commit"
     );
+    // `wrt verify` agrees: the group's committed offsets are covered exactly once.
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_wrt"))
+        .args(["verify", "--config"])
+        .arg(&setup.config)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
     setup.stack.drop_connector(&setup.names.connector);
 }
 
