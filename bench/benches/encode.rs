@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wrt::event::Row;
+use wrt::model::WindowSpan;
 use wrt::pipeline::decode::{Decoded, Decoder};
 use wrt::pipeline::encode::{Buffer, ObjectName};
 
@@ -41,8 +42,13 @@ fn encode(c: &mut Criterion) {
     let name = ObjectName {
         topic: "wrtbench",
         partition: 0,
-        first_offset: 0,
         digest: "0123456789ab",
+        window: WindowSpan {
+            from: 0,
+            first_offset: 0,
+            next_offset: WINDOW as i64,
+            objects: 1,
+        },
     };
     let mut group = c.benchmark_group("encode");
     // One iteration is a whole object; criterion reports it, divide by WINDOW for a row.

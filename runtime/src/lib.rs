@@ -12,3 +12,4 @@ pub mod pipeline;
 pub mod registry;
 pub mod sample;
 pub mod telemetry;
+pub mod verify;

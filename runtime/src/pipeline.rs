@@ -1276,6 +1276,10 @@ mod tests {
         async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
             self.dir.list(prefix).await
         }
+
+        async fn metadata(&self, key: &str) -> Result<Option<BTreeMap<String, String>>, SinkError> {
+            self.dir.metadata(key).await
+        }
     }
 
     /// A source that remembers every commit in order.

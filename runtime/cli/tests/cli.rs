@@ -189,6 +189,7 @@ fn every_command_has_help_with_an_example() {
         "transforms",
         "transforms list",
         "transforms history",
+        "verify",
     ] {
         let mut args: Vec<&str> = command.split(' ').collect();
         args.push("--help");
@@ -514,4 +515,176 @@ fn deploy_refuses_a_guest_whose_output_depends_on_earlier_calls() {
         "a refused version is not stored: {:?}",
         pipelines.keys()
     );
+}
+
+/// A pipeline file for the lake `wrt run <pii_mask>` wrote into `lake` under `dir`: the sample
+/// source has no consumer group, so `wrt verify` checks the windows against each other.
+fn local_pipeline(dir: &Path, lake: &str) -> String {
+    let file = format!("{lake}.toml");
+    std::fs::write(
+        dir.join(&file),
+        format!(
+            "name = \"local\"\n[source]\nkind = \"sample\"\n[transform]\npath = \"{}\"\n\
+             [sink]\nkind = \"local\"\npath = \"{lake}\"\n",
+            guest("pii_mask").display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// `wrt verify` passes on a lake `wrt run` made, and fails, naming the keys, once an object
+/// is deleted (a gap), copied under another window's or version's key (an overlap), or made
+/// by a version the pipeline never ran.
+#[test]
+fn verify_finds_gaps_overlaps_and_unknown_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pii = guest("pii_mask");
+    let out = wrt(
+        &[
+            "run",
+            pii.to_str().unwrap(),
+            "--max-records",
+            "500",
+            "--out",
+            "clean",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let verify = |lake: &str| {
+        let config = local_pipeline(tmp.path(), lake);
+        let json = wrt(&["verify", "--config", &config, "--json"], tmp.path());
+        let human = wrt(&["verify", "--config", &config], tmp.path());
+        assert_eq!(json.status.code(), human.status.code());
+        let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        (human.status.code(), report, text(&human.stdout))
+    };
+    let (code, report, stdout) = verify("clean");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(stdout.contains("ok: "), "{stdout}");
+
+    // Partition 0 of the orders topic: 1,180 records, so windows at 0, 500 and 1000.
+    let clean = wrt_tests::files(&tmp.path().join("clean"));
+    let mut orders: Vec<&String> = clean
+        .keys()
+        .filter(|k| k.starts_with("orders/") && k.contains("/shop.shop.orders+0+"))
+        .filter(|k| k.ends_with(".jsonl.gz"))
+        .collect();
+    orders.sort_by_key(|k| k.rsplit('/').next().unwrap().to_string());
+    assert_eq!(orders.len(), 3, "{orders:?}");
+    let meta = |key: &str| format!("{key}.wrt-meta.json");
+    // A copy of the clean lake, damaged by `damage`; then the problems' kinds and the report.
+    let damaged = |name: &str, damage: &dyn Fn(&Path)| {
+        let dir = tmp.path().join(name);
+        for (key, body) in &clean {
+            std::fs::create_dir_all(dir.join(key).parent().unwrap()).unwrap();
+            std::fs::write(dir.join(key), body).unwrap();
+        }
+        damage(&dir);
+        let (code, report, stdout) = verify(name);
+        assert_eq!(code, Some(1), "{name}: {stdout}");
+        assert_eq!(report["ok"], false);
+        let kinds: Vec<String> = report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["kind"].as_str().unwrap().to_string())
+            .collect();
+        (kinds, stdout)
+    };
+
+    let (kinds, stdout) = damaged("deleted", &|dir| {
+        std::fs::remove_file(dir.join(orders[1])).unwrap();
+    });
+    assert_eq!(kinds, ["gap"], "{stdout}");
+    assert!(
+        stdout.contains("gap shop.shop.orders/0 offsets 500..1000"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(orders[0]) && stdout.contains(orders[2]),
+        "{stdout}"
+    );
+
+    let other_window = orders[0].replace("+00000000000000000000+", "+00000000000000000250+");
+    let digest12 = orders[0]
+        .rsplit('+')
+        .next()
+        .unwrap()
+        .trim_end_matches(".jsonl.gz");
+    let other_version = orders[0].replace(digest12, "0123456789ab");
+    for copy in [&other_window, &other_version] {
+        let (kinds, stdout) = damaged("copied", &|dir| {
+            // As S3's CopyObject does, the metadata goes with the bytes.
+            std::fs::copy(dir.join(orders[0]), dir.join(copy)).unwrap();
+            std::fs::copy(dir.join(meta(orders[0])), dir.join(meta(copy))).unwrap();
+        });
+        assert_eq!(kinds, ["overlap"], "{stdout}");
+        assert!(stdout.contains(copy.as_str()), "{stdout}");
+        std::fs::remove_dir_all(tmp.path().join("copied")).unwrap();
+    }
+
+    let unknown = orders[1].replace(digest12, "feedfacecafe");
+    let (kinds, stdout) = damaged("unknown", &|dir| {
+        std::fs::rename(dir.join(orders[1]), dir.join(&unknown)).unwrap();
+        let pairs = std::fs::read_to_string(dir.join(meta(orders[1]))).unwrap();
+        let mut pairs: serde_json::Value = serde_json::from_str(&pairs).unwrap();
+        pairs["wrt-transform"] = format!("feedfacecafe{}", "0".repeat(52)).into();
+        std::fs::write(dir.join(meta(&unknown)), pairs.to_string()).unwrap();
+    });
+    assert_eq!(kinds, ["unknown-version"], "{stdout}");
+    assert!(stdout.contains(&unknown), "{stdout}");
+}
+
+#[test]
+fn verify_names_the_field_of_a_bad_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = local_pipeline(tmp.path(), "no-such-lake");
+    let out = wrt(&["verify", "--config", &config], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("sink.path"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Log lines written to a pipe or a file carry no colour codes; `--log-format json` (or
+/// `WRT_LOG_FORMAT=json`) makes each one a JSON object.
+#[test]
+fn logs_off_a_terminal_are_plain_or_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pii = guest("pii_mask");
+    let run = |format: Option<&str>, env: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wrt"));
+        if let Some(format) = format {
+            command.args(["--log-format", format]);
+        }
+        if let Some(env) = env {
+            command.env("WRT_LOG_FORMAT", env);
+        }
+        let out = command
+            .args(["run", pii.to_str().unwrap(), "--out", "lake"])
+            .current_dir(tmp.path())
+            .env("WRT_CACHE_DIR", cache_dir())
+            .env("WRT_LOG", "info")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.lines().count() > 0, "no log lines");
+        assert!(!stderr.contains("\x1b["), "{stderr}");
+        stderr
+    };
+    let plain = run(None, None);
+    assert!(plain.contains(" WARN "), "{plain}");
+    for stderr in [run(Some("json"), None), run(None, Some("json"))] {
+        for line in stderr.lines() {
+            let line: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(line["level"].is_string() && line["fields"]["message"].is_string());
+        }
+    }
 }

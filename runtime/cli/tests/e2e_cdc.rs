@@ -84,6 +84,18 @@ async fn ten_thousand_changes_land_exactly_once() {
         !lake.keys().any(|k| k.starts_with("_wrt/")),
         "markers are removed after commit"
     );
+    // `wrt verify` agrees: the group's committed offsets are covered exactly once.
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_wrt"))
+        .args(["verify", "--config"])
+        .arg(&setup.config)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
     setup.stack.drop_connector(&setup.names.connector);
 }
 
@@ -199,7 +211,7 @@ async fn a_poison_record_is_dead_lettered_and_the_pipeline_goes_on() {
 /// carries its offsets and transform digest as metadata, and markers read back and delete.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_s3_sink_uploads_large_objects_in_parts_with_metadata() {
-    use wrt::model::{Object, ObjectMeta};
+    use wrt::model::{Object, ObjectMeta, WindowSpan};
     use wrt::pipeline::sink::Sink;
 
     let stack = Stack::get();
@@ -229,6 +241,12 @@ async fn the_s3_sink_uploads_large_objects_in_parts_with_metadata() {
             first_offset: 42,
             last_offset: 44,
             transform: "abcdef0123456789".into(),
+            window: WindowSpan {
+                from: 42,
+                first_offset: 42,
+                next_offset: 45,
+                objects: 1,
+            },
         },
     };
     sink.put(&object).await.unwrap();

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::event::{OutputRecord, Timestamp};
-use crate::model::{KafkaRecord, Object, Reason, TopicPartition, path_segment};
+use crate::model::{KafkaRecord, Object, Reason, TopicPartition, WindowSpan, path_segment};
 use crate::pipeline::encode;
 
 /// When a window closes.
@@ -109,6 +109,10 @@ struct Ownership {
     /// Whether the next window may be a replay, so its marker must be looked up: true for
     /// the first window after assignment and after every replayed window.
     may_replay: bool,
+    /// Where the next window's objects start accounting for the partition
+    /// ([`WindowSpan::from`]): the end of the last window that wrote objects, or the start of
+    /// the first window when none has yet.
+    accounted: Option<i64>,
 }
 
 impl Ownership {
@@ -117,6 +121,7 @@ impl Ownership {
             generation,
             windows: 0,
             may_replay: true,
+            accounted: None,
         }
     }
 }
@@ -384,23 +389,41 @@ impl Batcher {
     }
 
     /// The objects a closed window becomes, in a fixed order: outputs by destination and
-    /// path, then the dead letters.
-    pub fn objects(&self, window: Window) -> Result<Vec<Object>, std::io::Error> {
+    /// path, then the dead letters. Windows of a partition must come here in order: each
+    /// records where the last one that wrote objects ended ([`WindowSpan::from`]).
+    pub fn objects(&mut self, window: Window) -> Result<Vec<Object>, std::io::Error> {
         let Window {
             source,
+            generation,
             first_offset,
+            next_offset,
             mut outputs,
             dead_letters,
             ..
         } = window;
+        let count = outputs.len() + usize::from(!dead_letters.is_empty());
+        let accounted = self
+            .owned
+            .iter_mut()
+            .find(|(owned, o)| *owned == source && o.generation == generation)
+            .map(|(_, o)| &mut o.accounted);
+        let from = accounted.as_ref().and_then(|a| **a).unwrap_or(first_offset);
+        if let Some(accounted) = accounted {
+            *accounted = Some(if count == 0 { from } else { next_offset });
+        }
         let name = encode::ObjectName {
             topic: &source.topic,
             partition: source.partition,
-            first_offset,
             digest: &self.digest,
+            window: WindowSpan {
+                from,
+                first_offset,
+                next_offset,
+                objects: count as u64,
+            },
         };
         outputs.sort_by(|a, b| (&a.escaped, &a.path).cmp(&(&b.escaped, &b.path)));
-        let mut objects = Vec::with_capacity(outputs.len() + 1);
+        let mut objects = Vec::with_capacity(count);
         for output in outputs {
             let key = name.output_key(&output.escaped, &output.path);
             objects.push(output.buffer.finish(key, &name)?);

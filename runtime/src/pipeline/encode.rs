@@ -7,7 +7,7 @@ use flate2::{Compression, write::GzEncoder};
 use serde_json::json;
 
 use crate::event::{LakeRow, Row};
-use crate::model::{KafkaRecord, Object, ObjectMeta, Reason, path_segment};
+use crate::model::{KafkaRecord, Object, ObjectMeta, Reason, WindowSpan, path_segment};
 
 /// Where dead letters go, apart from every destination.
 pub const DEAD_LETTER_PREFIX: &str = "_dead_letter";
@@ -16,8 +16,8 @@ pub const DEAD_LETTER_PREFIX: &str = "_dead_letter";
 pub struct ObjectName<'a> {
     pub topic: &'a str,
     pub partition: i32,
-    pub first_offset: i64,
     pub digest: &'a str,
+    pub window: WindowSpan,
 }
 
 impl ObjectName<'_> {
@@ -46,7 +46,7 @@ impl ObjectName<'_> {
             "{}+{}+{:020}+{}.jsonl.gz",
             path_segment(self.topic),
             self.partition,
-            self.first_offset,
+            self.window.first_offset,
             &self.digest[..self.digest.len().min(12)]
         )
     }
@@ -112,9 +112,10 @@ impl Buffer {
                 records: self.records,
                 topic: name.topic.to_string(),
                 partition: name.partition,
-                first_offset: self.first_offset.unwrap_or(name.first_offset),
+                first_offset: self.first_offset.unwrap_or(name.window.first_offset),
                 last_offset: self.last_offset,
                 transform: name.digest.to_string(),
+                window: name.window,
             },
         })
     }
@@ -150,13 +151,22 @@ fn payload_json(bytes: &[u8]) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    fn window(first_offset: i64) -> WindowSpan {
+        WindowSpan {
+            from: first_offset,
+            first_offset,
+            next_offset: first_offset + 10,
+            objects: 1,
+        }
+    }
+
     #[test]
     fn keys_are_deterministic_and_sort_by_offset() {
         let name = |first_offset| ObjectName {
             topic: "shop.shop.orders",
             partition: 2,
-            first_offset,
             digest: "0123456789abcdef",
+            window: window(first_offset),
         };
         assert_eq!(
             name(42).output_key("orders", "dt=2024-05-01"),
@@ -174,8 +184,8 @@ mod tests {
         let name = ObjectName {
             topic: "t",
             partition: 0,
-            first_offset: 5,
             digest: "d",
+            window: window(5),
         };
         let object = || {
             let mut buffer = Buffer::default();

@@ -3,6 +3,7 @@
 
 pub mod s3;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -87,7 +88,17 @@ pub trait Sink {
 
     /// Every key under `prefix`, sorted.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, SinkError>> + Send;
+
+    /// The metadata [`Sink::put`] recorded beside the object under `key`
+    /// ([`crate::model::ObjectMeta::pairs`]), if there is an object.
+    fn metadata(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, SinkError>> + Send;
 }
+
+/// Beside a local object, the file holding its metadata.
+const META_SUFFIX: &str = ".wrt-meta.json";
 
 /// A local folder laid out exactly like the bucket: the key is the relative path.
 #[derive(Debug, Clone)]
@@ -110,6 +121,57 @@ impl LocalDir {
             source,
         }
     }
+}
+
+/// Where [`LocalDir`] keeps the metadata of the object at `path`.
+fn meta_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(META_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Write, sync, rename: a reader sees the old file or the whole new one.
+async fn write_durably(path: &Path, body: &[u8]) -> Result<(), SinkError> {
+    let io = |source| SinkError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("partial");
+    let mut attempts = 0;
+    let file = loop {
+        let made = match path.parent() {
+            Some(dir) => tokio::fs::create_dir_all(dir).await,
+            None => Ok(()),
+        };
+        let created = match made {
+            Ok(()) => tokio::fs::File::create(&tmp).await,
+            Err(e) => Err(e),
+        };
+        match created {
+            // Writers run side by side, and a delete of a folder's last object removes the
+            // folder: between making the folder and creating the file (NotFound), or while
+            // `create_dir_all` found a folder and checked it again (AlreadyExists). Make it
+            // again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists
+                ) && attempts < 5 =>
+            {
+                attempts += 1;
+            }
+            created => break created.map_err(io)?,
+        }
+    };
+    let mut file = tokio::io::BufWriter::new(file);
+    tokio::io::AsyncWriteExt::write_all(&mut file, body)
+        .await
+        .map_err(io)?;
+    tokio::io::AsyncWriteExt::flush(&mut file)
+        .await
+        .map_err(io)?;
+    file.into_inner().sync_all().await.map_err(io)?;
+    tokio::fs::rename(&tmp, path).await.map_err(io)
 }
 
 /// A local object's version tag: the digest of its bytes.
@@ -147,47 +209,11 @@ fn put_if_locked(path: &Path, body: &[u8], expect: Expect<'_>) -> Result<(), Con
 impl Sink for LocalDir {
     async fn put(&self, object: &Object) -> Result<(), SinkError> {
         let path = self.root.join(&object.key);
-        let io = |source| SinkError::Io {
-            path: path.clone(),
-            source,
-        };
-        // Write, sync, rename: a reader sees the old object or the whole new one.
-        let tmp = path.with_extension("partial");
-        let mut attempts = 0;
-        let file = loop {
-            let made = match path.parent() {
-                Some(dir) => tokio::fs::create_dir_all(dir).await,
-                None => Ok(()),
-            };
-            let created = match made {
-                Ok(()) => tokio::fs::File::create(&tmp).await,
-                Err(e) => Err(e),
-            };
-            match created {
-                // Writers run side by side, and a delete of a folder's last object removes the
-                // folder: between making the folder and creating the file (NotFound), or while
-                // `create_dir_all` found a folder and checked it again (AlreadyExists). Make it
-                // again.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists
-                    ) && attempts < 5 =>
-                {
-                    attempts += 1;
-                }
-                created => break created.map_err(io)?,
-            }
-        };
-        let mut file = tokio::io::BufWriter::new(file);
-        tokio::io::AsyncWriteExt::write_all(&mut file, &object.body)
-            .await
-            .map_err(io)?;
-        tokio::io::AsyncWriteExt::flush(&mut file)
-            .await
-            .map_err(io)?;
-        file.into_inner().sync_all().await.map_err(io)?;
-        tokio::fs::rename(&tmp, &path).await.map_err(io)
+        // The metadata first: an object is never seen without it.
+        let meta: BTreeMap<_, _> = object.meta.pairs().into_iter().collect();
+        let meta = serde_json::to_vec(&meta).expect("metadata serializes");
+        write_durably(&meta_path(&path), &meta).await?;
+        write_durably(&path, &object.body).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
@@ -201,11 +227,16 @@ impl Sink for LocalDir {
 
     async fn delete(&self, key: &str) -> Result<(), SinkError> {
         let path = self.root.join(key);
-        match tokio::fs::remove_file(&path).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(SinkError::Io { path, source: e });
+        for file in [path.clone(), meta_path(&path)] {
+            match tokio::fs::remove_file(&file).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(SinkError::Io {
+                        path: file,
+                        source: e,
+                    });
+                }
+                _ => {}
             }
-            _ => {}
         }
         // Folders mirror key prefixes, which vanish with their last object in a bucket.
         let mut dir = path.parent();
@@ -266,8 +297,10 @@ impl Sink for LocalDir {
                     let key = key
                         .to_string_lossy()
                         .replace(std::path::MAIN_SEPARATOR, "/");
-                    // Lock and temporary files are this store's own, not objects.
-                    let internal = key.ends_with(".lock") || key.ends_with(".partial");
+                    // Lock, temporary and metadata files are this store's own, not objects.
+                    let internal = key.ends_with(".lock")
+                        || key.ends_with(".partial")
+                        || key.ends_with(META_SUFFIX);
                     if key.starts_with(&prefix) && !internal {
                         keys.push(key);
                     }
@@ -279,12 +312,29 @@ impl Sink for LocalDir {
         .await
         .expect("listing does not panic")
     }
+
+    async fn metadata(&self, key: &str) -> Result<Option<BTreeMap<String, String>>, SinkError> {
+        let path = self.root.join(key);
+        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(None);
+        }
+        // An object without its file (written by hand, or before metadata was kept) has none.
+        let Some(bytes) = self.get(&format!("{key}{META_SUFFIX}")).await? else {
+            return Ok(Some(BTreeMap::new()));
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| SinkError::Io {
+                path: meta_path(&path),
+                source: e.into(),
+            })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ObjectMeta;
+    use crate::model::{ObjectMeta, WindowSpan};
 
     /// Writers put and delete side by side in one folder, which vanishes with its last object:
     /// every put lands. A stress test: the race it is about (a folder removed while a put
@@ -308,10 +358,18 @@ mod tests {
                             first_offset: i.into(),
                             last_offset: i.into(),
                             transform: "d".into(),
+                            window: WindowSpan {
+                                from: i.into(),
+                                first_offset: i.into(),
+                                next_offset: i64::from(i) + 1,
+                                objects: 1,
+                            },
                         },
                     };
                     store.put(&object).await.unwrap();
                     assert!(store.get(&object.key).await.unwrap().is_some());
+                    let meta = store.metadata(&object.key).await.unwrap().unwrap();
+                    assert_eq!(ObjectMeta::from_pairs(&meta).as_ref(), Some(&object.meta));
                     store.delete(&object.key).await.unwrap();
                 }
             })

@@ -7,6 +7,7 @@ mod replay;
 mod run;
 mod sample;
 mod test;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,17 @@ use wrt::pipeline::transform::sandbox::{Limits, Loader, Sandbox, TransformConfig
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// How log lines on standard error look: `text`, or `json` (one object a line, for
+    /// journald, CloudWatch and other collectors). Levels come from WRT_LOG (default warn).
+    #[arg(long, global = true, value_enum, env = "WRT_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -34,6 +46,7 @@ enum Command {
     Transforms(deploy::Transforms),
     Infra(infra::Infra),
     New(new::New),
+    Verify(verify::Verify),
 }
 
 impl Cli {
@@ -47,6 +60,7 @@ impl Cli {
             Command::Transforms(cmd) => cmd.run(),
             Command::Infra(cmd) => cmd.run(),
             Command::New(cmd) => cmd.run(),
+            Command::Verify(cmd) => cmd.run(),
         }
     }
 }

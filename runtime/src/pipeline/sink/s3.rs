@@ -13,6 +13,8 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
+use std::collections::BTreeMap;
+
 use super::{ConditionalError, Expect, Sink, SinkError};
 use crate::config::S3Sink;
 use crate::model::Object;
@@ -311,5 +313,24 @@ impl Sink for S3 {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn metadata(&self, key: &str) -> Result<Option<BTreeMap<String, String>>, SinkError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await;
+        match head {
+            Ok(head) => Ok(Some(
+                head.metadata()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default(),
+            )),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(self.error("reading the metadata of", key, e)),
+        }
     }
 }

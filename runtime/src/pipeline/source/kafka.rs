@@ -32,8 +32,6 @@ const IDLE_TICK: Duration = Duration::from_millis(250);
 pub struct Kafka {
     consumer: StreamConsumer<GroupContext>,
     shutdown: watch::Receiver<bool>,
-    /// The last consumption error logged, so an outage is logged once, not per poll.
-    last_error: Option<String>,
 }
 
 impl Kafka {
@@ -44,54 +42,7 @@ impl Kafka {
         group_id: &str,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, SourceError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set(
-                "auto.offset.reset",
-                match config.start_from {
-                    StartFrom::Earliest => "earliest",
-                    StartFrom::Latest => "latest",
-                },
-            )
-            // Subscriptions by pattern notice new tables' topics quickly.
-            .set("topic.metadata.refresh.interval.ms", "10000")
-            // Statistics carry each partition's consumer lag, for the lag metric.
-            .set("statistics.interval.ms", "5000")
-            // librdkafka prefetches up to 64 MiB by default; the lanes keep up with far less,
-            // and the host's memory is bounded by what it buffers here.
-            .set("queued.max.messages.kbytes", "16384")
-            // ... but only if a full queue does not stop fetching for the default second: at
-            // 16 MiB that held the host to 6,500 events/s (the lanes idle) on the benchmark.
-            .set("fetch.queue.backoff.ms", "10")
-            // A broker that goes away is reconnected to for ever, backing off up to 10 s;
-            // a hung one fails its requests after 30 s. Written out so the behaviour in a
-            // broker outage is read here, not looked up in librdkafka's defaults.
-            .set("socket.connection.setup.timeout.ms", "10000")
-            .set("socket.timeout.ms", "30000")
-            .set("reconnect.backoff.ms", "100")
-            .set("reconnect.backoff.max.ms", "10000");
-        let region = match &config.auth {
-            KafkaAuth::None => None,
-            KafkaAuth::MskIam { region } => {
-                client
-                    .set("security.protocol", "SASL_SSL")
-                    .set("sasl.mechanism", "OAUTHBEARER");
-                Some(region.clone())
-            }
-        };
-        for (key, value) in &config.properties {
-            client.set(key, value);
-        }
-        let context = GroupContext {
-            revoked: Arc::default(),
-            lag: Arc::default(),
-            msk_region: region,
-            trouble: Mutex::default(),
-        };
+        let (client, context) = client_config(config, group_id);
         let consumer: StreamConsumer<GroupContext> = client
             .create_with_context(context)
             .map_err(|e| SourceError(Box::new(e)))?;
@@ -99,12 +50,108 @@ impl Kafka {
         consumer
             .subscribe(&topics)
             .map_err(|e| SourceError(Box::new(e)))?;
-        Ok(Kafka {
-            consumer,
-            shutdown,
-            last_error: None,
-        })
+        Ok(Kafka { consumer, shutdown })
     }
+}
+
+/// The client settings of a member of `group_id`, and its callbacks.
+fn client_config(config: &KafkaSource, group_id: &str) -> (ClientConfig, GroupContext) {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match config.start_from {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            },
+        )
+        // Subscriptions by pattern notice new tables' topics quickly.
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        // Statistics carry each partition's consumer lag, for the lag metric.
+        .set("statistics.interval.ms", "5000")
+        // librdkafka prefetches up to 64 MiB by default; the lanes keep up with far less,
+        // and the host's memory is bounded by what it buffers here.
+        .set("queued.max.messages.kbytes", "16384")
+        // ... but only if a full queue does not stop fetching for the default second: at
+        // 16 MiB that held the host to 6,500 events/s (the lanes idle) on the benchmark.
+        .set("fetch.queue.backoff.ms", "10")
+        // A broker that goes away is reconnected to for ever, backing off up to 10 s; a hung
+        // one fails its requests after 30 s. Written out so the behaviour in a broker
+        // outage is read here, not looked up in librdkafka's defaults.
+        .set("socket.connection.setup.timeout.ms", "10000")
+        .set("socket.timeout.ms", "30000")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "10000");
+    let region = match &config.auth {
+        KafkaAuth::None => None,
+        KafkaAuth::MskIam { region } => {
+            client
+                .set("security.protocol", "SASL_SSL")
+                .set("sasl.mechanism", "OAUTHBEARER");
+            Some(region.clone())
+        }
+    };
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    let context = GroupContext {
+        revoked: Arc::default(),
+        lag: Arc::default(),
+        msk_region: region,
+        trouble: Mutex::default(),
+        last_error: Mutex::default(),
+    };
+    (client, context)
+}
+
+/// The offsets `group_id` committed for every partition of the topics `config` names
+/// (a name starting with `^` is a regular expression, as in a subscription), read without
+/// joining the group: a metadata request and an offset fetch. Partitions without a commit
+/// are left out.
+pub fn committed_offsets(
+    config: &KafkaSource,
+    group_id: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<TopicPartition, i64>, SourceError> {
+    let error = |e: KafkaError| SourceError(Box::new(e));
+    let (client, context) = client_config(config, group_id);
+    let consumer: BaseConsumer<GroupContext> =
+        client.create_with_context(context).map_err(error)?;
+    let mut patterns = Vec::new();
+    for topic in &config.topics {
+        if topic.starts_with('^') {
+            patterns.push(regex::Regex::new(topic).map_err(|e| SourceError(Box::new(e)))?);
+        }
+    }
+    let wanted = |name: &str| {
+        config.topics.iter().any(|t| t == name) || patterns.iter().any(|p| p.is_match(name))
+    };
+    let metadata = consumer.fetch_metadata(None, timeout).map_err(error)?;
+    let mut list = TopicPartitionList::new();
+    for topic in metadata.topics().iter().filter(|t| wanted(t.name())) {
+        for partition in topic.partitions() {
+            list.add_partition(topic.name(), partition.id());
+        }
+    }
+    let committed = consumer.committed_offsets(list, timeout).map_err(error)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|p| match p.offset() {
+            Offset::Offset(offset) => Some((
+                TopicPartition {
+                    topic: p.topic().to_string(),
+                    partition: p.partition(),
+                },
+                offset,
+            )),
+            _ => None,
+        })
+        .collect())
 }
 
 impl Source for Kafka {
@@ -127,21 +174,15 @@ impl Source for Kafka {
                     if let Some((_, reason)) = self.consumer.client().fatal_error() {
                         return Err(SourceError(reason.into()));
                     }
-                    // librdkafka reconnects by itself. Said once per kind of error, not
-                    // at every poll, and handed back so the host can report it; an
-                    // outage is not a reason to spin.
-                    let said = e.to_string();
-                    if self.last_error.as_ref() != Some(&said) {
-                        tracing::warn!("kafka: {said}; retrying");
-                        self.last_error = Some(said);
-                    }
+                    // Said already, once per kind, by `GroupContext::error`. Handed back
+                    // so the host can report it: an outage is not a reason to spin.
+                    tracing::debug!("kafka: {e}");
                     if batch.is_empty() {
                         tokio::time::sleep(IDLE_TICK).await;
                     }
                     return Ok(Some(batch));
                 }
                 Ok(Ok(message)) => {
-                    self.last_error = None;
                     batch.push(KafkaRecord {
                         topic: message.topic().to_string(),
                         partition: message.partition(),
@@ -236,23 +277,51 @@ struct GroupContext {
     /// Set when librdkafka reports every broker down; cleared by the next statistics that
     /// show a broker up again.
     trouble: Mutex<Option<String>>,
+    /// The last error logged, so an outage is logged once, not at every retry; cleared
+    /// with `trouble`.
+    last_error: Mutex<Option<String>>,
+}
+
+/// Whether `error` says a subscribed topic (or every topic of a pattern) does not exist yet:
+/// normal before Debezium has captured a table, and over once the topic is created.
+fn waiting_for_topic(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
 }
 
 impl ClientContext for GroupContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
+    /// librdkafka's errors: a subscription that matches no topic yet is a WARN saying what
+    /// the consumer waits for; every broker down makes the source unready; other errors are
+    /// logged once each until a record arrives, not at every retry.
     fn error(&self, error: KafkaError, reason: &str) {
-        // The same errors reach `poll`, which logs them once each.
-        tracing::debug!("kafka: {error}: {reason}");
+        if waiting_for_topic(&error) {
+            let topic = reason
+                .strip_prefix("Subscribed topic not available: ")
+                .and_then(|rest| rest.split(": ").next())
+                .unwrap_or(reason);
+            tracing::warn!(
+                "kafka: no topic matches `{topic}` yet; waiting for it to be created \
+                 (records are read from it as soon as it exists)"
+            );
+            return;
+        }
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             *self.trouble.lock().expect("not poisoned") =
                 Some(format!("no Kafka broker answers ({reason}); reconnecting"));
+        }
+        let said = error.to_string();
+        let mut last = self.last_error.lock().expect("not poisoned");
+        if last.as_ref() != Some(&said) {
+            tracing::warn!("kafka: {said}: {reason}; retrying");
+            *last = Some(said);
         }
     }
 
     fn stats(&self, statistics: Statistics) {
         if statistics.brokers.values().any(|b| b.state == "UP") {
             *self.trouble.lock().expect("not poisoned") = None;
+            *self.last_error.lock().expect("not poisoned") = None;
         }
         let mut lag = self.lag.lock().expect("not poisoned");
         for (topic, t) in statistics.topics {
