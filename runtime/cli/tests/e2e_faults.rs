@@ -13,16 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use wrt_tests::{guest, repo_root};
 
-/// Tests that stop a service the other tests of this file use (the stack's broker), and
-/// those whose timings that would upset, run one at a time.
-static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn alone() -> std::sync::MutexGuard<'static, ()> {
-    ALONE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// A MinIO server of this test's own, on a free port, keeping its data across restarts.
 struct OwnMinio {
     binary: PathBuf,
@@ -262,7 +252,6 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_store_stopped_then_hung_mid_run_loses_and_doubles_nothing() {
-    let _alone = alone();
     let mut minio = OwnMinio::start();
     let proxy = FaultProxy::start(&format!("127.0.0.1:{}", minio.port));
     let admin_port = free_port();
@@ -479,7 +468,6 @@ force-path-style = true
 /// ready, instead of exiting or answering 200.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_broker_answering_makes_the_host_unready_not_dead() {
-    let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let admin_port = free_port();
     let config = dir.path().join("pipeline.toml");
@@ -535,126 +523,6 @@ listen = "127.0.0.1:{admin_port}"
         why.trim()
     );
     wrt.stop();
-}
-
-/// The stack's Kafka broker SIGKILLed mid-run and restarted: the host stays up, unready
-/// while no broker answers, and every change lands exactly once.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_broker_killed_mid_run_loses_and_doubles_nothing() {
-    let _alone = alone();
-    let admin_port = free_port();
-    let admin = AdminApi::new(admin_port);
-    let load = workload(300, 10_000, 29);
-    let setup = setup("e2e_broker", &load, |names, stack| {
-        format!(
-            r#"name = "{connector}"
-
-[source]
-kind = "kafka"
-brokers = "{kafka}"
-topics = ["^{prefix}\\..*", "{prefix}"]
-
-[transform]
-path = "{guest}"
-config = {{ salt = "{SALT}" }}
-
-[batch]
-max-records = 500
-max-age-ms = 1000
-
-[sink]
-kind = "s3"
-bucket = "{bucket}"
-endpoint-url = "{minio}"
-region = "us-east-1"
-force-path-style = true
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-"#,
-            connector = names.connector,
-            kafka = stack.kafka,
-            prefix = names.prefix,
-            guest = guest("pii_mask").display(),
-            bucket = names.bucket,
-            minio = stack.minio,
-        )
-    })
-    .await;
-    let mut wrt = Wrt::start(&setup.config, &setup.dir.path().join("wrt.log"));
-    let pid = wrt.child.id();
-    let writer = apply_in_background(&setup, &load);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while keys(&setup.s3, &setup.names.bucket, "customers/")
-        .await
-        .is_empty()
-    {
-        wrt.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "no row landed; see {}",
-            wrt.log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
-    let broker_pid = Command::new("bash")
-        .arg("-c")
-        .arg("source tests/stack/lib.sh && cat \"$STACK_RUN/kafka/kafka.pid\"")
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    let broker_pid = String::from_utf8(broker_pid.stdout)
-        .unwrap()
-        .trim()
-        .to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &broker_pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let killed = Instant::now();
-    let started = Instant::now();
-    while !admin
-        .get("/readyz")
-        .is_some_and(|(code, why)| code == 503 && why.contains("no Kafka broker answers"))
-    {
-        wrt.assert_running();
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "/readyz never said no broker answers; see {}",
-            wrt.log.display()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let noticed = killed.elapsed();
-    std::thread::sleep(Duration::from_secs(5));
-    wrt.assert_running();
-    let up = Command::new(repo_root().join("tests/stack/up"))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(up.success(), "tests/stack/up did not bring the broker back");
-    let restarted = killed.elapsed();
-    let recovered = wait_for_ready(&admin, 200, Duration::from_secs(120), &mut wrt);
-    writer.join().unwrap();
-    let want = setup
-        .wait_for(&load.expected, &mut wrt, Duration::from_secs(300))
-        .await;
-    let rss = peak_rss_mib(pid);
-    wrt.stop();
-    let lake = setup.lake().await;
-    let rows: usize = rows_by_id(&lake).values().map(Vec::len).sum();
-    println!(
-        "e2e broker SIGKILL: not ready after {:.1} s, broker back {:.1} s after the kill, host ready {:.1} s later; {want} changes written, {rows} rows in the lake, peak RSS {rss:.0} MiB",
-        noticed.as_secs_f64(),
-        restarted.as_secs_f64(),
-        recovered.as_secs_f64()
-    );
-    assert_exactly_once(&lake, &load.expected);
-    setup.stack.drop_connector(&setup.names.connector);
 }
 
 /// A guest that traps on one marked row, among 600 inserts read in batches of 256: the
