@@ -525,11 +525,11 @@ listen = "127.0.0.1:{admin_port}"
     wrt.stop();
 }
 
-/// A guest that traps on one marked row, among 600 inserts read in batches of 256: the
-/// batch is split until the row is alone, so exactly one dead letter (kind `trap`) and the
-/// other 599 rows land, each once.
+/// A guest that traps on one marked row, among 600 inserts read in batches of up to 256:
+/// the batch is split until the row is alone, so exactly one dead letter (kind `trap`) and
+/// the other 599 rows land, each once.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_poison_row_in_a_batch_of_256_costs_one_dead_letter() {
+async fn a_poison_row_in_a_batch_costs_one_dead_letter() {
     let load = workload(0, 0, 1);
     let setup = setup("e2e_poison_row", &load, |names, stack| {
         format!(
@@ -577,7 +577,7 @@ force-path-style = true
         setup.names.database
     ));
     // Every change in the topic's three partitions before wrt starts, and one lane, so each
-    // poll of 256 records is one transform call of 256 events.
+    // poll (up to 256 records) is one transform call.
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let probe: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &setup.stack.kafka)
@@ -638,17 +638,20 @@ force-path-style = true
         .flat_map(|(_, lines)| lines.iter().map(|l| serde_json::from_str(l).unwrap()))
         .collect();
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert!(
-        log.contains("events=256"),
-        "the marked row's batch held 256 events: {log}"
-    );
+    // A poll returns what librdkafka has fetched, up to 256 records: the batch holding the
+    // marked row is usually full, not always (88 events in one run).
+    let batch: usize = log
+        .lines()
+        .find_map(|l| l.split("events=").nth(1)?.split(' ').next()?.parse().ok())
+        .expect("the split is logged with the batch's size");
+    assert!(batch > 1, "the marked row was not in a batch: {log}");
     assert_eq!(dead[0]["reason"]["kind"], "trap", "{dead:?}");
     assert!(
         dead[0]["value"].as_str().unwrap().contains("777777"),
         "the dead letter is the marked row: {dead:?}"
     );
     println!(
-        "e2e poison row: 599 of 600 rows landed once, 1 dead letter ({}); {}",
+        "e2e poison row: a batch of {batch} events split, 599 of 600 rows landed once, 1 dead letter ({}); {}",
         dead[0]["reason"]["message"],
         log.lines()
             .find(|l| l.contains("failed_calls"))
