@@ -3,7 +3,10 @@
 //! generated from the WIT so that host and guest share one definition. Stages import this
 //! module, never each other's types.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -142,6 +145,43 @@ pub fn path_segment(raw: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    fn tp(partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: "t".into(),
+            partition,
+        }
+    }
+
+    #[test]
+    fn a_revocation_waits_for_writes_under_way_and_no_write_starts_after_it() {
+        let owners = Arc::new(Owners::default());
+        owners.assigned(tp(0));
+        let epoch = owners.epoch(&tp(0)).unwrap();
+        let guard = owners.begin_write(&tp(0), epoch).unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(guard);
+        });
+        let started = Instant::now();
+        assert_eq!(owners.revoked(&tp(0), Duration::from_secs(5)), 0);
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        writer.join().unwrap();
+        assert!(owners.begin_write(&tp(0), epoch).is_none());
+        assert_eq!(owners.epoch(&tp(0)), None);
+        // Given back later, it is a new ownership: windows of the old one stay fenced.
+        owners.assigned(tp(0));
+        assert_ne!(owners.epoch(&tp(0)), Some(epoch));
+        assert!(owners.begin_write(&tp(0), epoch).is_none());
+    }
+
+    #[test]
+    fn a_write_that_outlasts_the_wait_is_reported() {
+        let owners = Owners::default();
+        owners.assigned(tp(1));
+        let _stuck = owners.begin_write(&tp(1), owners.epoch(&tp(1)).unwrap());
+        assert_eq!(owners.revoked(&tp(1), Duration::from_millis(20)), 1);
+    }
     use super::*;
 
     #[test]
@@ -175,5 +215,80 @@ mod tests {
         let mut older = pairs.clone();
         older.remove("wrt-window-from");
         assert_eq!(ObjectMeta::from_pairs(&older), None);
+    }
+}
+
+/// Which partitions this host owns now, each under an epoch, and which windows are being
+/// written for them: the fence between a host that loses a partition and its next owner.
+/// The source records assignments and revocations (in Kafka, from inside the rebalance, so
+/// the group waits for it); a writer starts writing a window only while its partition is
+/// still owned under the window's epoch, and a revocation waits for writes under way to end.
+/// So no window of a revoked partition is written after the rebalance hands it on.
+#[derive(Debug, Default)]
+pub struct Owners {
+    owned: Mutex<HashMap<TopicPartition, Arc<Writing>>>,
+    epochs: AtomicU64,
+}
+
+/// A partition's ownership: its epoch and how many of its windows are being written.
+#[derive(Debug)]
+struct Writing {
+    epoch: u64,
+    under_way: AtomicUsize,
+}
+
+/// A write of one window under way; dropping it ends the write.
+#[derive(Debug)]
+pub struct WriteGuard(Arc<Writing>);
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        self.0.under_way.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Owners {
+    /// `source` is owned from now on, under a new epoch.
+    pub fn assigned(&self, source: TopicPartition) {
+        let epoch = self.epochs.fetch_add(1, Ordering::AcqRel) + 1;
+        let writing = Arc::new(Writing {
+            epoch,
+            under_way: Default::default(),
+        });
+        self.lock().insert(source, writing);
+    }
+
+    /// `source` is no longer owned: no write of it starts from now on. Waits up to `limit`
+    /// for the writes under way to end; returns how many had not by then.
+    pub fn revoked(&self, source: &TopicPartition, limit: Duration) -> usize {
+        let Some(writing) = self.lock().remove(source) else {
+            return 0;
+        };
+        let started = Instant::now();
+        loop {
+            let left = writing.under_way.load(Ordering::Acquire);
+            if left == 0 || started.elapsed() >= limit {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The epoch `source` is owned under, if it is owned.
+    pub fn epoch(&self, source: &TopicPartition) -> Option<u64> {
+        self.lock().get(source).map(|w| w.epoch)
+    }
+
+    /// Starts writing a window of `source` made under `epoch`, if the partition is still
+    /// owned under it.
+    pub fn begin_write(&self, source: &TopicPartition, epoch: u64) -> Option<WriteGuard> {
+        let owned = self.lock();
+        let writing = owned.get(source).filter(|w| w.epoch == epoch)?;
+        writing.under_way.fetch_add(1, Ordering::AcqRel);
+        Some(WriteGuard(Arc::clone(writing)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<TopicPartition, Arc<Writing>>> {
+        self.owned.lock().expect("not poisoned")
     }
 }

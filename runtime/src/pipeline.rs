@@ -43,7 +43,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{BatchConfig, PipelineSection, RetrySection};
 use crate::event::{ChangeEvent, Column, Outcome, OutputRecord, Timestamp, Value};
-use crate::model::{KafkaRecord, Reason, TopicPartition};
+use crate::model::{KafkaRecord, Owners, Reason, TopicPartition};
 use crate::telemetry::Telemetry;
 use batch::{Batcher, PartitionTemplate, Rotation, Window};
 use commit::{Committer, Sealed, Written};
@@ -219,9 +219,10 @@ pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
         dispatched: Arc::new(AtomicU64::new(0)),
         telemetry: Arc::clone(telemetry),
         handle: Handle::current(),
+        owners: source.owners(),
     };
     let mut lanes = start_lanes(transform, options, &shared)?;
-    let mut router = Router::new(lanes.len());
+    let mut router = Router::new(lanes.len(), source.owners());
     let mut state = MainState {
         committer: Committer::default(),
         deletes: JoinSet::new(),
@@ -253,19 +254,15 @@ pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
         let Some(records) = source.poll(options.batch_size).await? else {
             break;
         };
-        for revoked in source.revoked() {
-            if let Some(lane) = router.revoke(&revoked) {
-                state.committer.revoked(&revoked);
-                lanes[lane].send(LaneInput::Revoke(revoked)).await?;
-            }
-        }
-        telemetry.owned(source.owned(), source.trouble());
 
-        // Each partition's records, in order, to the lane that owns it.
+        // Each partition's records, in order, to the lane that owns it. They all precede
+        // any revocation the poll saw, which is handled after them.
         let count = records.len();
         let mut batches: Vec<LaneBatch> = (0..lanes.len()).map(|_| LaneBatch::default()).collect();
         for record in records {
-            let (lane, assigned) = router.lane(&record);
+            let Some((lane, assigned)) = router.lane(&record) else {
+                continue;
+            };
             if let Some((source, generation)) = assigned {
                 state.committer.assigned(source.clone(), generation);
                 batches[lane].assigned.push((source, generation));
@@ -280,6 +277,13 @@ pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
             }
         }
         progress.inc(count as u64);
+        for revoked in source.revoked() {
+            if let Some(lane) = router.revoke(&revoked) {
+                state.committer.revoked(&revoked);
+                lanes[lane].send(LaneInput::Revoke(revoked)).await?;
+            }
+        }
+        telemetry.owned(source.owned(), source.trouble());
 
         // What the writers finished, then the commits it allows.
         while let Ok(event) = events.try_recv() {
@@ -340,6 +344,9 @@ struct Shared<K> {
     dispatched: Arc<AtomicU64>,
     telemetry: Arc<Telemetry>,
     handle: Handle,
+    /// Who owns which partition, when ownership can move: a window is written only while
+    /// its partition is owned under the epoch it was made in.
+    owners: Option<Arc<Owners>>,
 }
 
 /// What the main task hears about.
@@ -382,7 +389,8 @@ impl MainState {
                 self.summary.bytes_written += written.bytes;
                 if let Some(stale) = self.committer.written(written) {
                     tracing::debug!(topic = %stale.source.topic, partition = stale.source.partition,
-                        "a window of a revoked partition was written; its marker stays for the next owner");
+                        abandoned = stale.abandoned,
+                        "a window of a revoked partition ends here; the next owner re-reads its range");
                 }
             }
             Event::Switched(pause) => {
@@ -442,9 +450,12 @@ impl MainState {
 }
 
 /// Which lane owns each partition this host reads, and under which generation: a partition
-/// goes to the least loaded lane when first seen, and stays there until revoked.
+/// goes to the least loaded lane when first seen, and stays there until revoked. The
+/// generation is the source's ownership epoch when ownership can move, and a record of a
+/// partition the source does not own (read before a revocation) is dropped.
 struct Router {
     owners: HashMap<TopicPartition, usize>,
+    epochs: Option<Arc<Owners>>,
     load: Vec<usize>,
     generations: u64,
     /// The last record's partition and lane: a poll returns runs of one partition.
@@ -452,9 +463,10 @@ struct Router {
 }
 
 impl Router {
-    fn new(lanes: usize) -> Self {
+    fn new(lanes: usize, epochs: Option<Arc<Owners>>) -> Self {
         Router {
             owners: HashMap::new(),
+            epochs,
             load: vec![0; lanes],
             generations: 0,
             last: None,
@@ -462,13 +474,13 @@ impl Router {
     }
 
     /// The lane of `record`'s partition, and the partition with its new generation if it
-    /// was not owned until now.
-    fn lane(&mut self, record: &KafkaRecord) -> (usize, Option<(TopicPartition, u64)>) {
+    /// was not owned until now; `None` if the source no longer owns it.
+    fn lane(&mut self, record: &KafkaRecord) -> Option<(usize, Option<(TopicPartition, u64)>)> {
         if let Some((last, lane)) = &self.last
             && last.partition == record.partition
             && last.topic == record.topic
         {
-            return (*lane, None);
+            return Some((*lane, None));
         }
         let source = TopicPartition {
             topic: record.topic.clone(),
@@ -476,16 +488,20 @@ impl Router {
         };
         if let Some(&lane) = self.owners.get(&source) {
             self.last = Some((source, lane));
-            return (lane, None);
+            return Some((lane, None));
         }
+        let generation = match &self.epochs {
+            Some(epochs) => epochs.epoch(&source)?,
+            None => self.generations + 1,
+        };
         let lane = (0..self.load.len())
             .min_by_key(|&lane| self.load[lane])
             .expect("at least one lane");
         self.load[lane] += 1;
-        self.generations += 1;
+        self.generations = generation;
         self.owners.insert(source.clone(), lane);
         self.last = Some((source.clone(), lane));
-        (lane, Some((source, self.generations)))
+        Some((lane, Some((source, generation))))
     }
 
     /// Forgets a revoked partition; returns the lane that had it.
@@ -807,7 +823,16 @@ async fn write_durably<K: Sink>(
     let mut wait = FIRST_BACKOFF;
     let mut failing_since = None;
     loop {
+        // Each attempt only while the partition is still ours; a revocation waits for it.
+        let writing = match &shared.owners {
+            Some(owners) => match owners.begin_write(&window.source, window.generation) {
+                Some(guard) => Some(guard),
+                None => return Ok(Written::abandoned(window)),
+            },
+            None => None,
+        };
         let written = commit::write(&shared.sink, window).await;
+        drop(writing);
         for &(took, ok) in &written.uploads {
             telemetry.upload(took, ok);
         }
@@ -1080,7 +1105,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::model::Object;
+    use crate::model::{Object, path_segment};
     use crate::pipeline::sink::LocalDir;
     use crate::pipeline::source::MemorySource;
 
@@ -1228,6 +1253,8 @@ mod tests {
         delay: Duration,
         in_flight: Arc<AtomicUsize>,
         most_in_flight: Arc<AtomicUsize>,
+        /// Each write's key and when it ended.
+        ended: Arc<Mutex<Vec<(String, Instant)>>>,
     }
 
     impl SlowStore {
@@ -1237,6 +1264,7 @@ mod tests {
                 delay,
                 in_flight: Arc::default(),
                 most_in_flight: Arc::default(),
+                ended: Arc::default(),
             }
         }
     }
@@ -1249,6 +1277,8 @@ mod tests {
             tokio::time::sleep(self.delay * (1 + spread)).await;
             let put = self.dir.put(object).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            let ended = (object.key.clone(), Instant::now());
+            self.ended.lock().unwrap().push(ended);
             put
         }
 
@@ -1300,6 +1330,59 @@ mod tests {
 
         fn len_hint(&self) -> Option<u64> {
             self.inner.len_hint()
+        }
+
+        fn owned(&self) -> Vec<crate::telemetry::Owned> {
+            self.inner.owned()
+        }
+    }
+
+    /// A source whose second poll begins with a rebalance that takes `lost` away, as
+    /// Kafka's does: the first poll's records of `lost` are with the lanes and writers by
+    /// then, and none follow.
+    struct Handover {
+        inner: Recording,
+        owners: Arc<Owners>,
+        lost: TopicPartition,
+        revoked: Vec<TopicPartition>,
+        revoked_at: Option<Instant>,
+        polls: usize,
+    }
+
+    impl Source for Handover {
+        async fn poll(&mut self, max: usize) -> Result<Option<Vec<KafkaRecord>>, SourceError> {
+            let Some(mut batch) = self.inner.poll(max).await? else {
+                return Ok(None);
+            };
+            self.polls += 1;
+            if self.polls == 2 {
+                // Long enough for the lanes to hand some windows to the writers.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                assert_eq!(self.owners.revoked(&self.lost, Duration::from_secs(5)), 0);
+                self.revoked_at = Some(Instant::now());
+                self.revoked.push(self.lost.clone());
+            }
+            if self.polls >= 2 {
+                let lost = &self.lost;
+                batch.retain(|r| r.topic != lost.topic || r.partition != lost.partition);
+            }
+            Ok(Some(batch))
+        }
+
+        async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<bool, SourceError> {
+            self.inner.commit(offsets).await
+        }
+
+        fn revoked(&mut self) -> Vec<TopicPartition> {
+            std::mem::take(&mut self.revoked)
+        }
+
+        fn owners(&self) -> Option<Arc<Owners>> {
+            Some(Arc::clone(&self.owners))
+        }
+
+        fn len_hint(&self) -> Option<u64> {
+            None
         }
 
         fn owned(&self) -> Vec<crate::telemetry::Owned> {
@@ -1502,6 +1585,82 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_revoked_partition_is_never_written_nor_committed_after_its_revocation() {
+        let records = crate::sample::sample_records();
+        let owners = Arc::new(Owners::default());
+        for source in ends().keys() {
+            owners.assigned(source.clone());
+        }
+        let lost = TopicPartition {
+            topic: records[0].topic.clone(),
+            partition: records[0].partition,
+        };
+        let commits = Arc::new(Mutex::new(Vec::new()));
+        let mut source = Handover {
+            inner: Recording {
+                inner: MemorySource::new(records),
+                commits: Arc::clone(&commits),
+            },
+            owners,
+            lost: lost.clone(),
+            revoked: Vec::new(),
+            revoked_at: None,
+            polls: 0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = SlowStore::new(dir.path(), Duration::from_millis(20));
+        let telemetry = Arc::new(Telemetry::new("test", "passthrough"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        // The first poll's records of `lost` fill windows of 40 records, more than the two
+        // writers take at once: the revocation finds some being written (it waits for them)
+        // and others still to come, which must never be written.
+        let mut options = options(2, 2);
+        options.batch_size = 512;
+        runtime
+            .block_on(run(
+                &mut source,
+                Current::fixed(Box::new(Passthrough)),
+                &store,
+                &options,
+                &telemetry,
+                &ProgressBar::hidden(),
+            ))
+            .unwrap();
+        let revoked_at = source.revoked_at.expect("the second poll revoked");
+        let lost_name = format!("{}+{}+", path_segment(&lost.topic), lost.partition);
+        let ended = store.ended.lock().unwrap().clone();
+        let (before, after): (Vec<_>, Vec<_>) = ended
+            .iter()
+            .filter(|(key, _)| key.contains(&lost_name))
+            .partition(|(_, at)| *at <= revoked_at);
+        assert!(after.is_empty(), "written after the revocation: {after:?}");
+        println!(
+            "writes of the lost partition ended before its revocation: {}",
+            before.len()
+        );
+        let lost_end = ends()[&lost];
+        let commits = commits.lock().unwrap().clone();
+        assert!(
+            commits
+                .iter()
+                .all(|(s, next)| *s != lost || *next < lost_end),
+            "the lost partition is not committed to its end by this host: {commits:?}"
+        );
+        let mut committed: BTreeMap<_, _> = commits.into_iter().collect();
+        committed.remove(&lost);
+        let mut others = ends();
+        others.remove(&lost);
+        assert_eq!(
+            committed, others,
+            "every other partition commits to its end"
+        );
     }
 
     #[test]

@@ -85,17 +85,7 @@ async fn ten_thousand_changes_land_exactly_once() {
         "markers are removed after commit"
     );
     // `wrt verify` agrees: the group's committed offsets are covered exactly once.
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_wrt"))
-        .args(["verify", "--config"])
-        .arg(&setup.config)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_verified(&setup.config);
     setup.stack.drop_connector(&setup.names.connector);
 }
 

@@ -395,6 +395,8 @@ listen = "127.0.0.1:{admin_port}"
         !lake.keys().any(|k| k.starts_with("_dead_letter/")),
         "an outage is not a bad record: {log}"
     );
+    proxy.remove("slow");
+    assert_verified(&setup.config);
     setup.stack.drop_connector(&setup.names.connector);
 }
 
@@ -657,5 +659,6 @@ force-path-style = true
             .find(|l| l.contains("failed_calls"))
             .unwrap_or("no split logged")
     );
+    assert_verified(&setup.config);
     setup.stack.drop_connector(&setup.names.connector);
 }

@@ -73,27 +73,45 @@ pub struct Written {
     /// Per write, the marker's first: how long it took and whether it succeeded.
     pub uploads: Vec<(Duration, bool)>,
     pub result: Result<(), SinkError>,
+    /// Not written, because the partition was revoked first: it never commits.
+    pub abandoned: bool,
 }
 
 /// Steps 1 and 2: the window's marker, then its objects. Returns what it wrote; the commit
 /// is the [`Committer`]'s, because it depends on the windows before this one.
 pub async fn write<K: Sink>(sink: &K, window: &Sealed) -> Written {
     let started = Instant::now();
-    let mut written = Written {
-        marker: None,
-        objects: 0,
-        bytes: 0,
-        took: Duration::ZERO,
-        uploads: Vec::with_capacity(window.objects.len()),
-        result: Ok(()),
-        source: window.source.clone(),
-        generation: window.generation,
-        seq: window.seq,
-        next_offset: window.next_offset,
-    };
+    let mut written = Written::nothing(window);
     written.result = write_objects(sink, window, &mut written).await;
     written.took = started.elapsed();
     written
+}
+
+impl Written {
+    /// `window` before anything of it is written.
+    fn nothing(window: &Sealed) -> Self {
+        Written {
+            marker: None,
+            objects: 0,
+            bytes: 0,
+            took: Duration::ZERO,
+            uploads: Vec::with_capacity(window.objects.len()),
+            result: Ok(()),
+            abandoned: false,
+            source: window.source.clone(),
+            generation: window.generation,
+            seq: window.seq,
+            next_offset: window.next_offset,
+        }
+    }
+
+    /// `window`, not written because its partition was revoked before its write began.
+    pub fn abandoned(window: &Sealed) -> Self {
+        Written {
+            abandoned: true,
+            ..Written::nothing(window)
+        }
+    }
 }
 
 async fn write_objects<K: Sink>(
@@ -211,10 +229,11 @@ impl Committer {
         self.partitions.remove(source);
     }
 
-    /// Records a durable window. One of an earlier ownership is dropped and returned.
+    /// Records a durable window. One of an earlier ownership, or abandoned, is dropped and
+    /// returned: its partition's offset never moves past it.
     pub fn written(&mut self, window: Written) -> Option<Written> {
         match self.partitions.get_mut(&window.source) {
-            Some(pending) if pending.generation == window.generation => {
+            Some(pending) if pending.generation == window.generation && !window.abandoned => {
                 pending.done.insert(window.seq, window);
                 None
             }
@@ -267,6 +286,7 @@ mod tests {
             took: Duration::ZERO,
             uploads: Vec::new(),
             result: Ok(()),
+            abandoned: false,
         }
     }
 
@@ -307,5 +327,18 @@ mod tests {
         assert!(committer.ready().is_empty());
         assert!(committer.written(written(0, 2, 0, 40)).is_none());
         assert_eq!(committer.ready()[0].next_offset, 40);
+    }
+
+    #[test]
+    fn an_abandoned_window_never_commits_nor_lets_later_ones() {
+        let mut committer = Committer::default();
+        committer.assigned(tp(0), 1);
+        let abandoned = Written {
+            abandoned: true,
+            ..written(0, 1, 0, 100)
+        };
+        assert!(committer.written(abandoned).is_some());
+        assert!(committer.written(written(0, 1, 1, 200)).is_none());
+        assert!(committer.ready().is_empty());
     }
 }

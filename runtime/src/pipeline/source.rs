@@ -4,7 +4,9 @@ pub mod kafka;
 
 use std::collections::BTreeMap;
 
-use crate::model::{KafkaRecord, TopicPartition};
+use std::sync::Arc;
+
+use crate::model::{KafkaRecord, Owners, TopicPartition};
 use crate::telemetry::Owned;
 
 /// Why the source failed: the broker's side, so the supervisor may retry.
@@ -28,9 +30,16 @@ pub trait Source {
     ) -> impl Future<Output = Result<bool, SourceError>> + Send;
 
     /// Partitions taken away since the last call (a consumer-group rebalance): their open
-    /// windows are abandoned, not written, because the next owner re-reads them.
+    /// windows are abandoned, not written, because the next owner re-reads them. A poll
+    /// returns early after a revocation, so its records all precede it.
     fn revoked(&mut self) -> Vec<TopicPartition> {
         Vec::new()
+    }
+
+    /// The partitions this source owns and under which epoch, kept up to date by the source
+    /// when ownership can move between hosts; `None` when it cannot (every record is owned).
+    fn owners(&self) -> Option<Arc<Owners>> {
+        None
     }
 
     /// How many records there are in all, when known (for a progress bar).

@@ -523,8 +523,22 @@ pub async fn setup(
     load: &Workload,
     pipeline_toml: impl FnOnce(&Names, &Stack) -> String,
 ) -> Setup {
+    setup_partitioned(test, load, None, pipeline_toml).await
+}
+
+/// [`setup`], with the table's topic created first with `partitions` partitions (the
+/// broker's default is 3).
+pub async fn setup_partitioned(
+    test: &str,
+    load: &Workload,
+    partitions: Option<i32>,
+    pipeline_toml: impl FnOnce(&Names, &Stack) -> String,
+) -> Setup {
     let stack = Stack::get();
     let names = Names::new(test);
+    if let Some(partitions) = partitions {
+        create_topic(&stack.kafka, &names.topic(), partitions).await;
+    }
     stack.sql(&format!(
         "CREATE DATABASE {db} CHARACTER SET utf8mb4; USE {db}; {TABLE};\n{}",
         load.snapshot_sql,
@@ -561,6 +575,45 @@ impl Setup {
     pub async fn lake(&self) -> BTreeMap<String, Vec<String>> {
         objects(&self.s3, &self.names.bucket, "").await
     }
+}
+
+/// Creates `topic` with `partitions` partitions, before anything writes to it.
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("a Kafka admin client");
+    let created = admin
+        .create_topics(
+            [&NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("the create-topics request");
+    for result in created {
+        result.unwrap_or_else(|(topic, e)| panic!("creating topic {topic}: {e}"));
+    }
+}
+
+/// `wrt verify --config`, which must exit 0: the group's committed offsets are covered by
+/// the lake exactly once.
+pub fn assert_verified(config: &Path) {
+    let verify = Command::new(env!("CARGO_BIN_EXE_wrt"))
+        .args(["verify", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "wrt verify failed:\n{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
 
 /// Applies the streaming part of the workload from another thread.

@@ -1,7 +1,12 @@
 //! Kafka through rdkafka: a consumer group member that never auto-commits. Offsets are
 //! committed by the pipeline, window by window, once the window's objects are durable.
 //! Partitions revoked in a rebalance are reported so their open windows are abandoned: the
-//! next owner starts from the committed offset and rewrites the same objects.
+//! next owner starts from the committed offset and rewrites the same objects. Assignment is
+//! cooperative-sticky (incremental): a rebalance moves only the partitions that must move,
+//! and the hosts keep reading the others meanwhile; the eager protocol would stop every
+//! host's every partition at each join and leave. A revocation waits, inside the rebalance,
+//! for the partition's window writes under way ([`Owners`]), so the next owner is given the
+//! partition only once this host has stopped writing it.
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -20,18 +25,25 @@ use tokio::sync::watch;
 
 use super::{Source, SourceError};
 use crate::config::{KafkaAuth, KafkaSource, StartFrom};
-use crate::model::{KafkaRecord, TopicPartition};
+use crate::model::{KafkaRecord, Owners, TopicPartition};
 use crate::telemetry::Owned;
 
 /// How long a poll waits for more records once it has some, to fill a batch.
 const LINGER: Duration = Duration::from_millis(50);
 /// How long an empty poll waits before returning, so idle windows can be aged out.
 const IDLE_TICK: Duration = Duration::from_millis(250);
+/// Longest a revocation waits for the partition's window writes under way. A write attempt
+/// is bounded by the store's timeouts; one still going after this is reported, because it
+/// may land after the next owner's.
+const REVOKE_WAIT: Duration = Duration::from_secs(60);
 
 /// A consumer group member reading Debezium topics.
 pub struct Kafka {
     consumer: StreamConsumer<GroupContext>,
     shutdown: watch::Receiver<bool>,
+    /// A record received after a revocation, kept for the next poll: a batch holds only
+    /// records from before it.
+    held: Option<KafkaRecord>,
 }
 
 impl Kafka {
@@ -50,7 +62,11 @@ impl Kafka {
         consumer
             .subscribe(&topics)
             .map_err(|e| SourceError(Box::new(e)))?;
-        Ok(Kafka { consumer, shutdown })
+        Ok(Kafka {
+            consumer,
+            shutdown,
+            held: None,
+        })
     }
 }
 
@@ -62,6 +78,7 @@ fn client_config(config: &KafkaSource, group_id: &str) -> (ClientConfig, GroupCo
         .set("group.id", group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set(
             "auto.offset.reset",
             match config.start_from {
@@ -100,6 +117,7 @@ fn client_config(config: &KafkaSource, group_id: &str) -> (ClientConfig, GroupCo
     }
     let context = GroupContext {
         revoked: Arc::default(),
+        owners: Arc::default(),
         lag: Arc::default(),
         msk_region: region,
         trouble: Mutex::default(),
@@ -154,10 +172,25 @@ pub fn committed_offsets(
         .collect())
 }
 
+impl Kafka {
+    fn revocation_pending(&self) -> bool {
+        !self
+            .consumer
+            .context()
+            .revoked
+            .lock()
+            .expect("not poisoned")
+            .is_empty()
+    }
+}
+
 impl Source for Kafka {
     async fn poll(&mut self, max: usize) -> Result<Option<Vec<KafkaRecord>>, SourceError> {
-        let mut batch = Vec::new();
+        let mut batch: Vec<KafkaRecord> = self.held.take().into_iter().collect();
         loop {
+            if self.revocation_pending() {
+                return Ok(Some(batch));
+            }
             if *self.shutdown.borrow() {
                 return Ok((!batch.is_empty()).then_some(batch));
             }
@@ -183,14 +216,21 @@ impl Source for Kafka {
                     return Ok(Some(batch));
                 }
                 Ok(Ok(message)) => {
-                    batch.push(KafkaRecord {
+                    let record = KafkaRecord {
                         topic: message.topic().to_string(),
                         partition: message.partition(),
                         offset: message.offset(),
                         timestamp_ms: message.timestamp().to_millis(),
                         key: message.key().map(<[u8]>::to_vec),
                         value: message.payload().map(<[u8]>::to_vec),
-                    });
+                    };
+                    // Received after a revocation (served inside this `recv`): it waits
+                    // until the revocation is handled.
+                    if self.revocation_pending() {
+                        self.held = Some(record);
+                        return Ok(Some(batch));
+                    }
+                    batch.push(record);
                     if batch.len() >= max {
                         return Ok(Some(batch));
                     }
@@ -221,6 +261,10 @@ impl Source for Kafka {
                 Ok(false)
             }
         }
+    }
+
+    fn owners(&self) -> Option<Arc<Owners>> {
+        Some(Arc::clone(&self.consumer.context().owners))
     }
 
     fn revoked(&mut self) -> Vec<TopicPartition> {
@@ -272,6 +316,7 @@ impl Source for Kafka {
 /// Rebalance, statistics and authentication callbacks; they run inside `recv`.
 struct GroupContext {
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
+    owners: Arc<Owners>,
     lag: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
     msk_region: Option<String>,
     /// Set when librdkafka reports every broker down; cleared by the next statistics that
@@ -367,20 +412,53 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    /// Records the new owner of each partition; a revocation waits here for the partition's
+    /// window writes under way, so the group hands it on only once they have ended.
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            let mut revoked = self.revoked.lock().expect("not poisoned");
-            for p in partitions.elements() {
-                tracing::info!(
-                    topic = p.topic(),
-                    partition = p.partition(),
-                    "partition revoked"
-                );
-                revoked.push(TopicPartition {
+        let partitions = |list: &TopicPartitionList| {
+            list.elements()
+                .iter()
+                .map(|p| TopicPartition {
                     topic: p.topic().to_string(),
                     partition: p.partition(),
-                });
+                })
+                .collect::<Vec<_>>()
+        };
+        match rebalance {
+            Rebalance::Assign(list) => {
+                for p in partitions(list) {
+                    tracing::info!(topic = %p.topic, partition = p.partition, "partition assigned");
+                    self.owners.assigned(p);
+                }
             }
+            Rebalance::Revoke(list) => {
+                let revoked = partitions(list);
+                let wait = || {
+                    for p in &revoked {
+                        let started = std::time::Instant::now();
+                        let left = self.owners.revoked(p, REVOKE_WAIT);
+                        let waited_ms = started.elapsed().as_millis() as u64;
+                        if left > 0 {
+                            tracing::warn!(topic = %p.topic, partition = p.partition, left,
+                                "partition revoked while {left} window write(s) had not ended \
+                                 after {waited_ms} ms; they may land after the next owner's");
+                        } else {
+                            tracing::info!(topic = %p.topic, partition = p.partition, waited_ms,
+                                "partition revoked");
+                        }
+                    }
+                };
+                // The callback runs inside `recv` on a runtime thread; the writers it waits
+                // for run on the others.
+                match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                        tokio::task::block_in_place(wait)
+                    }
+                    _ => wait(),
+                }
+                self.revoked.lock().expect("not poisoned").extend(revoked);
+            }
+            Rebalance::Error(_) => {}
         }
     }
 }
