@@ -240,16 +240,6 @@ fn hold(admin: &AdminApi, want: u16, span: Duration, wrt: &mut Wrt) {
 }
 
 /// The peak resident memory of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024.0
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_store_stopped_then_hung_mid_run_loses_and_doubles_nothing() {
     let mut minio = OwnMinio::start();

@@ -364,7 +364,14 @@ impl ClientContext for GroupContext {
     }
 
     fn stats(&self, statistics: Statistics) {
-        if statistics.brokers.values().any(|b| b.state == "UP") {
+        // Only real brokers count, not librdkafka's internal and logical (coordinator)
+        // handles, whose state says nothing about a broker answering.
+        let real = |source: &str| source == "learned" || source == "configured";
+        if statistics
+            .brokers
+            .values()
+            .any(|b| b.state == "UP" && real(&b.source))
+        {
             *self.trouble.lock().expect("not poisoned") = None;
             *self.last_error.lock().expect("not poisoned") = None;
         }
