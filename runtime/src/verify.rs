@@ -182,6 +182,43 @@ pub struct Report {
     pub dead_letters: BTreeMap<String, u64>,
     /// Markers of windows being written, not yet committed.
     pub in_flight: Vec<String>,
+    /// Offsets between windows that hold no record a consumer reads (Kafka transaction
+    /// markers, aborted records): not gaps. See [`excuse_unreadable_gaps`].
+    pub unreadable_offsets: u64,
+}
+
+/// Drops each gap whose offsets hold no record a consumer can read, by `readable(partition,
+/// (from, to))`: with transactional producers (Kafka Connect's exactly-once source) every
+/// commit leaves a marker at an offset of its own, which a host starting there never sees.
+/// A gap `readable` cannot judge (`None`: the offsets left the topic) stays.
+pub fn excuse_unreadable_gaps(
+    report: &mut Report,
+    mut readable: impl FnMut(&TopicPartition, (i64, i64)) -> Option<bool>,
+) {
+    let mut excused = 0;
+    report.problems.retain(|problem| {
+        let Problem::Gap {
+            topic,
+            partition,
+            from,
+            to,
+            ..
+        } = problem
+        else {
+            return true;
+        };
+        let source = TopicPartition {
+            topic: topic.clone(),
+            partition: *partition,
+        };
+        let empty = readable(&source, (*from, *to)) == Some(false);
+        if empty {
+            excused += (to - from) as u64;
+        }
+        !empty
+    });
+    report.unreadable_offsets += excused;
+    report.ok = report.problems.is_empty();
 }
 
 /// A window as its objects describe it.
@@ -369,6 +406,7 @@ pub fn check(
         problems,
         dead_letters: lake.dead_letters.clone(),
         in_flight: lake.markers.clone(),
+        unreadable_offsets: 0,
     }
 }
 
@@ -457,6 +495,32 @@ mod tests {
         assert!(check(&lake(clean()), &known(), &committed(40)).ok);
         // Without a group, the windows are checked against each other only.
         assert!(check(&lake(clean()), &known(), &BTreeMap::new()).ok);
+    }
+
+    #[test]
+    fn a_gap_of_offsets_no_consumer_reads_is_excused_and_counted() {
+        // A new owner started at 11, past a transaction marker at 10: windows [0,10) then
+        // [11,50), and a real gap [50,60) before the commit.
+        let objects = vec![object("a", 0, 0, 10, 1, V1), object("a", 11, 11, 50, 1, V1)];
+        let mut report = check(&lake(objects), &known(), &committed(60));
+        assert_eq!(kinds(&report), ["gap", "gap"]);
+        let mut asked = Vec::new();
+        excuse_unreadable_gaps(&mut report, |_, span| {
+            asked.push(span);
+            match span {
+                (10, 11) => Some(false),
+                _ => Some(true),
+            }
+        });
+        assert_eq!(asked, [(10, 11), (50, 60)]);
+        assert_eq!(kinds(&report), ["gap"]);
+        assert_eq!(report.unreadable_offsets, 1);
+        assert!(!report.ok);
+        // Offsets that left the topic cannot be judged: the gap stays.
+        let objects = vec![object("a", 0, 0, 10, 1, V1)];
+        let mut report = check(&lake(objects), &known(), &committed(20));
+        excuse_unreadable_gaps(&mut report, |_, _| None);
+        assert_eq!(kinds(&report), ["gap"]);
     }
 
     #[test]

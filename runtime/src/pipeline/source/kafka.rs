@@ -172,6 +172,52 @@ pub fn committed_offsets(
         .collect())
 }
 
+/// Whether a consumer can read a record of `source` at an offset in `[from, to)`: `false`
+/// when those offsets hold none (transaction markers and aborted transactions' records,
+/// which no `read_committed` consumer sees), `None` when they have left the topic
+/// (retention), so nobody can tell. Reads at most one record, without joining the group.
+pub fn readable_between(
+    config: &KafkaSource,
+    group_id: &str,
+    source: &TopicPartition,
+    (from, to): (i64, i64),
+    timeout: Duration,
+) -> Result<Option<bool>, SourceError> {
+    let error = |e: KafkaError| SourceError(Box::new(e));
+    let (mut client, context) = client_config(config, group_id);
+    client.set("enable.partition.eof", "true");
+    let consumer: BaseConsumer<GroupContext> =
+        client.create_with_context(context).map_err(error)?;
+    let (low, _) = consumer
+        .fetch_watermarks(&source.topic, source.partition, timeout)
+        .map_err(error)?;
+    if low > from {
+        return Ok(None);
+    }
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(&source.topic, source.partition, Offset::Offset(from))
+        .map_err(error)?;
+    consumer.assign(&list).map_err(error)?;
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(250)) {
+            Some(Ok(message)) => return Ok(Some(message.offset() < to)),
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(Some(false)),
+            Some(Err(e)) => return Err(error(e)),
+            None => {}
+        }
+    }
+    Err(SourceError(
+        format!(
+            "{}/{} answered nothing at offset {from} within {} s",
+            source.topic,
+            source.partition,
+            timeout.as_secs()
+        )
+        .into(),
+    ))
+}
+
 impl Kafka {
     fn revocation_pending(&self) -> bool {
         !self
