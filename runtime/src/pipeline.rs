@@ -225,6 +225,7 @@ pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
     let mut router = Router::new(lanes.len(), source.owners());
     let mut state = MainState {
         committer: Committer::default(),
+        sent: HashMap::new(),
         deletes: JoinSet::new(),
         summary: Summary::default(),
         switching: None,
@@ -279,7 +280,7 @@ pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
         progress.inc(count as u64);
         for revoked in source.revoked() {
             if let Some(lane) = router.revoke(&revoked) {
-                state.committer.revoked(&revoked);
+                state.revoked(&revoked);
                 lanes[lane].send(LaneInput::Revoke(revoked)).await?;
             }
         }
@@ -315,7 +316,7 @@ pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
             .expect("the writers report every window");
         state.handle(event, telemetry, &mut digest)?;
     }
-    state.commit(source, sink, telemetry).await?;
+    state.commit_last(source, sink, telemetry).await?;
     while let Some(deleted) = state.deletes.join_next().await {
         if let Ok(Err(e)) = deleted {
             // The offset is committed, so no replay reads this marker again.
@@ -360,6 +361,9 @@ enum Event {
 /// The main task's side of the run: commits in order, marker removals, what it counted.
 struct MainState {
     committer: Committer,
+    /// Per partition, the last offset sent to the broker and the markers of the windows it
+    /// covers, removed once the broker confirms.
+    sent: HashMap<TopicPartition, (i64, Vec<(i64, String)>)>,
     deletes: JoinSet<Result<(), SinkError>>,
     summary: Summary,
     switching: Option<Switching>,
@@ -411,34 +415,27 @@ impl MainState {
         Ok(())
     }
 
-    /// Commits every partition whose windows are durable in order, in one request, then
-    /// removes their markers in the background.
+    /// A partition this host no longer owns: nothing more is committed for it, and the
+    /// markers of its unconfirmed windows stay for the next owner.
+    fn revoked(&mut self, source: &TopicPartition) {
+        self.committer.revoked(source);
+        self.sent.remove(source);
+    }
+
+    /// Sends the commit of every partition whose windows are durable in order, in one
+    /// request, and removes the markers of the windows the broker has confirmed since.
     async fn commit<S: Source, K: Sink + Clone + Send + Sync + 'static>(
         &mut self,
         source: &mut S,
         sink: &K,
         telemetry: &Telemetry,
     ) -> Result<(), PipelineError> {
-        let ready = self.committer.ready();
-        if ready.is_empty() {
-            return Ok(());
+        let offsets = self.ready();
+        if !offsets.is_empty() {
+            source.commit(&offsets)?;
         }
-        let offsets: Vec<(TopicPartition, i64)> = ready
-            .iter()
-            .map(|c| (c.source.clone(), c.next_offset))
-            .collect();
-        // A commit the broker refused (the partition moved) keeps the markers: the next
-        // owner replays those windows exactly.
-        let committed = source.commit(&offsets).await?;
-        for commit in &ready {
-            telemetry.committed(&commit.source, commit.next_offset);
-            if committed {
-                for marker in commit.markers() {
-                    let (sink, marker) = (sink.clone(), marker.to_string());
-                    self.deletes
-                        .spawn(async move { sink.delete(&marker).await });
-                }
-            }
+        for (partition, next_offset) in source.confirmed() {
+            self.confirmed(&partition, next_offset, sink, telemetry);
         }
         while let Some(deleted) = self.deletes.try_join_next() {
             if let Ok(Err(e)) = deleted {
@@ -446,6 +443,67 @@ impl MainState {
             }
         }
         Ok(())
+    }
+
+    /// At the end of the run: commits every partition not yet confirmed and waits for the
+    /// answer. One the broker refused (the partition moved) keeps its markers: the next
+    /// owner replays those windows exactly.
+    async fn commit_last<S: Source, K: Sink + Clone + Send + Sync + 'static>(
+        &mut self,
+        source: &mut S,
+        sink: &K,
+        telemetry: &Telemetry,
+    ) -> Result<(), PipelineError> {
+        self.ready();
+        let offsets: Vec<(TopicPartition, i64)> = self
+            .sent
+            .iter()
+            .map(|(partition, (next_offset, _))| (partition.clone(), *next_offset))
+            .collect();
+        if !offsets.is_empty() && source.commit_and_wait(&offsets).await? {
+            for (partition, next_offset) in offsets {
+                self.confirmed(&partition, next_offset, sink, telemetry);
+            }
+        }
+        Ok(())
+    }
+
+    /// The offsets the committer allows now, noted as sent with their windows' markers.
+    fn ready(&mut self) -> Vec<(TopicPartition, i64)> {
+        let ready = self.committer.ready();
+        for commit in &ready {
+            let (sent, markers) = self.sent.entry(commit.source.clone()).or_default();
+            *sent = commit.next_offset;
+            markers.extend(commit.markers().map(|(end, key)| (end, key.to_string())));
+        }
+        ready
+            .into_iter()
+            .map(|c| (c.source, c.next_offset))
+            .collect()
+    }
+
+    /// The broker accepted `next_offset` for `partition`: the markers of the windows before
+    /// it go, in the background.
+    fn confirmed<K: Sink + Clone + Send + Sync + 'static>(
+        &mut self,
+        partition: &TopicPartition,
+        next_offset: i64,
+        sink: &K,
+        telemetry: &Telemetry,
+    ) {
+        telemetry.committed(partition, next_offset);
+        let Some((sent, markers)) = self.sent.get_mut(partition) else {
+            return;
+        };
+        let covered = markers.partition_point(|(end, _)| *end <= next_offset);
+        for (_, marker) in markers.drain(..covered) {
+            let sink = sink.clone();
+            self.deletes
+                .spawn(async move { sink.delete(&marker).await });
+        }
+        if *sent <= next_offset {
+            self.sent.remove(partition);
+        }
     }
 }
 
@@ -1323,9 +1381,21 @@ mod tests {
             self.inner.poll(max).await
         }
 
-        async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<bool, SourceError> {
+        fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), SourceError> {
             self.commits.lock().unwrap().extend(offsets.iter().cloned());
-            self.inner.commit(offsets).await
+            self.inner.commit(offsets)
+        }
+
+        fn confirmed(&mut self) -> Vec<(TopicPartition, i64)> {
+            self.inner.confirmed()
+        }
+
+        async fn commit_and_wait(
+            &mut self,
+            offsets: &[(TopicPartition, i64)],
+        ) -> Result<bool, SourceError> {
+            self.commit(offsets)?;
+            Ok(true)
         }
 
         fn len_hint(&self) -> Option<u64> {
@@ -1369,8 +1439,19 @@ mod tests {
             Ok(Some(batch))
         }
 
-        async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<bool, SourceError> {
-            self.inner.commit(offsets).await
+        fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), SourceError> {
+            self.inner.commit(offsets)
+        }
+
+        fn confirmed(&mut self) -> Vec<(TopicPartition, i64)> {
+            self.inner.confirmed()
+        }
+
+        async fn commit_and_wait(
+            &mut self,
+            offsets: &[(TopicPartition, i64)],
+        ) -> Result<bool, SourceError> {
+            self.inner.commit_and_wait(offsets).await
         }
 
         fn revoked(&mut self) -> Vec<TopicPartition> {

@@ -102,8 +102,9 @@ listen = "127.0.0.1:{admin_port}"
         wrt.assert_running();
         assert!(
             killed.elapsed() < Duration::from_secs(60),
-            "/readyz never said that no broker answers; see {}",
-            wrt.log.display()
+            "/readyz never said that no broker answers ({:?}); the host's log:\n{}",
+            admin.get("/readyz"),
+            std::fs::read_to_string(&wrt.log).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

@@ -205,9 +205,12 @@ pub struct Commit {
 }
 
 impl Commit {
-    /// Step 4, once the offset is committed: the markers to remove.
-    pub fn markers(&self) -> impl Iterator<Item = &str> {
-        self.windows.iter().filter_map(|w| w.marker.as_deref())
+    /// Step 4, once the offset is committed: the markers to remove, each with the offset
+    /// after its window.
+    pub fn markers(&self) -> impl Iterator<Item = (i64, &str)> {
+        self.windows
+            .iter()
+            .filter_map(|w| Some((w.next_offset, w.marker.as_deref()?)))
     }
 }
 
@@ -312,7 +315,7 @@ mod tests {
         assert_eq!(commits[0].next_offset, 300);
         assert_eq!(
             commits[0].markers().collect::<Vec<_>>(),
-            ["m0-0", "m0-1", "m0-2"]
+            [(100, "m0-0"), (200, "m0-1"), (300, "m0-2")]
         );
     }
 

@@ -22,9 +22,19 @@ pub trait Source {
         max: usize,
     ) -> impl Future<Output = Result<Option<Vec<KafkaRecord>>, SourceError>> + Send;
 
-    /// Records, per partition, that everything before the offset is durable. `false` when
-    /// the broker refused (the partition moved to another owner), which is not fatal.
-    fn commit(
+    /// Asks the broker to record, per partition, that everything before the offset is
+    /// durable, without waiting for its answer, which [`Source::confirmed`] hands back later:
+    /// a commit must not stall the host while the broker is away.
+    fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), SourceError>;
+
+    /// The commits the broker accepted since the last call. A refused one (the partition
+    /// moved to another owner) or a failed one never shows up, which is not fatal: the
+    /// range is re-read and rewritten identically.
+    fn confirmed(&mut self) -> Vec<(TopicPartition, i64)>;
+
+    /// Commits and waits for the broker's answer, at the end of a run: `false` when it
+    /// refused.
+    fn commit_and_wait(
         &mut self,
         offsets: &[(TopicPartition, i64)],
     ) -> impl Future<Output = Result<bool, SourceError>> + Send;
@@ -63,6 +73,8 @@ pub struct MemorySource {
     partitions: Vec<TopicPartition>,
     /// The offsets committed so far.
     pub committed: BTreeMap<TopicPartition, i64>,
+    /// Commits not yet handed back by [`Source::confirmed`].
+    unconfirmed: Vec<(TopicPartition, i64)>,
 }
 
 impl MemorySource {
@@ -79,6 +91,7 @@ impl MemorySource {
             partitions: partitions.into_iter().collect(),
             records: records.into_iter(),
             committed: BTreeMap::new(),
+            unconfirmed: Vec::new(),
         }
     }
 }
@@ -89,8 +102,21 @@ impl Source for MemorySource {
         Ok((!batch.is_empty()).then_some(batch))
     }
 
-    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<bool, SourceError> {
+    fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), SourceError> {
         self.committed.extend(offsets.iter().cloned());
+        self.unconfirmed.extend(offsets.iter().cloned());
+        Ok(())
+    }
+
+    fn confirmed(&mut self) -> Vec<(TopicPartition, i64)> {
+        std::mem::take(&mut self.unconfirmed)
+    }
+
+    async fn commit_and_wait(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<bool, SourceError> {
+        self.commit(offsets)?;
         Ok(true)
     }
 

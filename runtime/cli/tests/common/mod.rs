@@ -499,11 +499,14 @@ pub async fn wait_for_rows(s3: &Client, bucket: &str, want: usize, limit: Durati
         if rows >= want {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {rows} of {want} rows arrived in {limit:?}; see {}",
-            wrt.log.display()
-        );
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(&wrt.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "only {rows} of {want} rows arrived in {limit:?}; the host's last log lines:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

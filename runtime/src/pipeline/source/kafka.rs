@@ -18,7 +18,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::watch;
@@ -118,6 +118,7 @@ fn client_config(config: &KafkaSource, group_id: &str) -> (ClientConfig, GroupCo
     let context = GroupContext {
         revoked: Arc::default(),
         owners: Arc::default(),
+        confirmed: Mutex::default(),
         lag: Arc::default(),
         msk_region: region,
         trouble: Mutex::default(),
@@ -218,6 +219,19 @@ pub fn readable_between(
     ))
 }
 
+fn offset_list(offsets: &[(TopicPartition, i64)]) -> Result<TopicPartitionList, SourceError> {
+    let mut list = TopicPartitionList::new();
+    for (source, next_offset) in offsets {
+        list.add_partition_offset(
+            &source.topic,
+            source.partition,
+            Offset::Offset(*next_offset),
+        )
+        .map_err(|e| SourceError(Box::new(e)))?;
+    }
+    Ok(list)
+}
+
 impl Kafka {
     fn revocation_pending(&self) -> bool {
         !self
@@ -285,19 +299,34 @@ impl Source for Kafka {
         }
     }
 
-    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<bool, SourceError> {
-        let mut list = TopicPartitionList::new();
-        for (source, next_offset) in offsets {
-            list.add_partition_offset(
-                &source.topic,
-                source.partition,
-                Offset::Offset(*next_offset),
-            )
-            .map_err(|e| SourceError(Box::new(e)))?;
-        }
+    fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), SourceError> {
+        // The answer comes through `GroupContext::commit_callback`, served by `recv`.
+        self.consumer
+            .commit(&offset_list(offsets)?, CommitMode::Async)
+            .map_err(|e| SourceError(Box::new(e)))
+    }
+
+    fn confirmed(&mut self) -> Vec<(TopicPartition, i64)> {
+        std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .confirmed
+                .lock()
+                .expect("not poisoned"),
+        )
+    }
+
+    async fn commit_and_wait(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<bool, SourceError> {
         // A failed commit is not fatal: the objects are durable, their keys deterministic and
         // their markers kept, so whoever re-reads the range rewrites the same objects.
-        match self.consumer.commit(&list, CommitMode::Sync) {
+        match self
+            .consumer
+            .commit(&offset_list(offsets)?, CommitMode::Sync)
+        {
             Ok(()) => Ok(true),
             Err(e) => {
                 tracing::warn!(
@@ -363,6 +392,8 @@ impl Source for Kafka {
 struct GroupContext {
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
     owners: Arc<Owners>,
+    /// Offsets the broker accepted, from `commit_callback`, until the pipeline takes them.
+    confirmed: Mutex<Vec<(TopicPartition, i64)>>,
     lag: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
     msk_region: Option<String>,
     /// Set when librdkafka reports every broker down; cleared by the next statistics that
@@ -465,6 +496,27 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                let mut confirmed = self.confirmed.lock().expect("not poisoned");
+                for p in offsets.elements() {
+                    if let Offset::Offset(offset) = p.offset() {
+                        let source = TopicPartition {
+                            topic: p.topic().to_string(),
+                            partition: p.partition(),
+                        };
+                        confirmed.push((source, offset));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                partitions = offsets.count(),
+                "offset commit failed ({e}); the range will be re-read and rewritten identically"
+            ),
+        }
+    }
+
     /// Records the new owner of each partition; a revocation waits here for the partition's
     /// window writes under way, so the group hands it on only once they have ended.
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
