@@ -194,7 +194,9 @@ async fn versions_swap_under_load_and_every_change_lands_once_per_version() {
     let want: usize = load.expected.values().map(Vec::len).sum();
     wait_for_rows(&setup.s3, bucket, want, Duration::from_secs(240), &mut wrt).await;
     // The last windows are committed after their objects are visible: wait until every
-    // partition that has records is committed to its end.
+    // partition that has records is committed to its end. The stack's Connect writes in
+    // transactions, so a partition ends with a commit marker no consumer receives, and
+    // librdkafka's lag reads 1 there.
     let topic = setup.names.topic();
     admin.wait_for("the last commits", &mut wrt, |s| {
         let partitions = s["partitions"].as_array().unwrap();
@@ -203,7 +205,7 @@ async fn versions_swap_under_load_and_every_change_lands_once_per_version() {
             && partitions
                 .iter()
                 .filter(|p| p["topic"] == topic.as_str() || !p["last_commit"].is_null())
-                .all(|p| p["lag"] == 0)
+                .all(|p| !p["last_commit"].is_null() && p["lag"].as_i64().is_some_and(|l| l <= 1))
     });
     let status = admin.status();
     let (code, metrics) = admin.get("/metrics").unwrap();

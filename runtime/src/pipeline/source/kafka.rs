@@ -18,7 +18,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::watch;
@@ -39,11 +39,15 @@ const REVOKE_WAIT: Duration = Duration::from_secs(60);
 
 /// A consumer group member reading Debezium topics.
 pub struct Kafka {
-    consumer: StreamConsumer<GroupContext>,
+    consumer: Arc<StreamConsumer<GroupContext>>,
     shutdown: watch::Receiver<bool>,
     /// A record received after a revocation, kept for the next poll: a batch holds only
     /// records from before it.
     held: Option<KafkaRecord>,
+    /// Offsets to commit once the commit under way has its answer.
+    waiting: BTreeMap<TopicPartition, i64>,
+    /// Whether a commit is waiting for the broker, on a blocking thread.
+    committing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Kafka {
@@ -63,9 +67,11 @@ impl Kafka {
             .subscribe(&topics)
             .map_err(|e| SourceError(Box::new(e)))?;
         Ok(Kafka {
-            consumer,
+            consumer: Arc::new(consumer),
             shutdown,
             held: None,
+            waiting: BTreeMap::new(),
+            committing: Arc::default(),
         })
     }
 }
@@ -233,6 +239,39 @@ fn offset_list(offsets: &[(TopicPartition, i64)]) -> Result<TopicPartitionList, 
 }
 
 impl Kafka {
+    /// Sends the offsets waiting, unless a commit is under way: one at a time, on a
+    /// blocking thread, so a broker that does not answer holds no task; the next carries
+    /// every partition's latest offset.
+    fn send_waiting(&mut self) -> Result<(), SourceError> {
+        use std::sync::atomic::Ordering;
+        if self.waiting.is_empty() || self.committing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let offsets: Vec<(TopicPartition, i64)> =
+            std::mem::take(&mut self.waiting).into_iter().collect();
+        let list = offset_list(&offsets)?;
+        self.committing.store(true, Ordering::Release);
+        let (consumer, committing) = (Arc::clone(&self.consumer), Arc::clone(&self.committing));
+        tokio::task::spawn_blocking(move || {
+            match consumer.commit(&list, CommitMode::Sync) {
+                Ok(()) => consumer
+                    .context()
+                    .confirmed
+                    .lock()
+                    .expect("not poisoned")
+                    .extend(offsets),
+                // Not fatal: the objects are durable, their keys deterministic and their
+                // markers kept, so whoever re-reads the range rewrites the same objects.
+                Err(e) => tracing::warn!(
+                    partitions = offsets.len(),
+                    "offset commit failed ({e}); the range will be re-read and rewritten identically"
+                ),
+            }
+            committing.store(false, Ordering::Release);
+        });
+        Ok(())
+    }
+
     fn revocation_pending(&self) -> bool {
         !self
             .consumer
@@ -300,13 +339,14 @@ impl Source for Kafka {
     }
 
     fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), SourceError> {
-        // The answer comes through `GroupContext::commit_callback`, served by `recv`.
-        self.consumer
-            .commit(&offset_list(offsets)?, CommitMode::Async)
-            .map_err(|e| SourceError(Box::new(e)))
+        self.waiting.extend(offsets.iter().cloned());
+        self.send_waiting()
     }
 
     fn confirmed(&mut self) -> Vec<(TopicPartition, i64)> {
+        if let Err(e) = self.send_waiting() {
+            tracing::warn!("offset commit not sent ({e}); it is tried again");
+        }
         std::mem::take(
             &mut *self
                 .consumer
@@ -343,14 +383,19 @@ impl Source for Kafka {
     }
 
     fn revoked(&mut self) -> Vec<TopicPartition> {
-        std::mem::take(
+        let revoked = std::mem::take(
             &mut *self
                 .consumer
                 .context()
                 .revoked
                 .lock()
                 .expect("not poisoned"),
-        )
+        );
+        // Nothing more is committed for a partition another host owns now.
+        for partition in &revoked {
+            self.waiting.remove(partition);
+        }
+        revoked
     }
 
     fn len_hint(&self) -> Option<u64> {
@@ -392,7 +437,7 @@ impl Source for Kafka {
 struct GroupContext {
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
     owners: Arc<Owners>,
-    /// Offsets the broker accepted, from `commit_callback`, until the pipeline takes them.
+    /// Offsets the broker accepted, until the pipeline takes them.
     confirmed: Mutex<Vec<(TopicPartition, i64)>>,
     lag: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
     msk_region: Option<String>,
@@ -496,27 +541,6 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => {
-                let mut confirmed = self.confirmed.lock().expect("not poisoned");
-                for p in offsets.elements() {
-                    if let Offset::Offset(offset) = p.offset() {
-                        let source = TopicPartition {
-                            topic: p.topic().to_string(),
-                            partition: p.partition(),
-                        };
-                        confirmed.push((source, offset));
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(
-                partitions = offsets.count(),
-                "offset commit failed ({e}); the range will be re-read and rewritten identically"
-            ),
-        }
-    }
-
     /// Records the new owner of each partition; a revocation waits here for the partition's
     /// window writes under way, so the group hands it on only once they have ended.
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
