@@ -225,6 +225,22 @@ pub fn readable_between(
     ))
 }
 
+/// Commits `list` and waits for the broker: whether it accepted. A failed commit is not
+/// fatal: the objects are durable, their keys deterministic and their markers kept, so
+/// whoever re-reads the range rewrites the same objects.
+fn commit_sync(consumer: &StreamConsumer<GroupContext>, list: &TopicPartitionList) -> bool {
+    match consumer.commit(list, CommitMode::Sync) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                partitions = list.count(),
+                "offset commit failed ({e}); the range will be re-read and rewritten identically"
+            );
+            false
+        }
+    }
+}
+
 fn offset_list(offsets: &[(TopicPartition, i64)]) -> Result<TopicPartitionList, SourceError> {
     let mut list = TopicPartitionList::new();
     for (source, next_offset) in offsets {
@@ -253,19 +269,13 @@ impl Kafka {
         self.committing.store(true, Ordering::Release);
         let (consumer, committing) = (Arc::clone(&self.consumer), Arc::clone(&self.committing));
         tokio::task::spawn_blocking(move || {
-            match consumer.commit(&list, CommitMode::Sync) {
-                Ok(()) => consumer
-                    .context()
+            if commit_sync(&consumer, &list) {
+                let context = consumer.context();
+                context
                     .confirmed
                     .lock()
                     .expect("not poisoned")
-                    .extend(offsets),
-                // Not fatal: the objects are durable, their keys deterministic and their
-                // markers kept, so whoever re-reads the range rewrites the same objects.
-                Err(e) => tracing::warn!(
-                    partitions = offsets.len(),
-                    "offset commit failed ({e}); the range will be re-read and rewritten identically"
-                ),
+                    .extend(offsets);
             }
             committing.store(false, Ordering::Release);
         });
@@ -361,21 +371,7 @@ impl Source for Kafka {
         &mut self,
         offsets: &[(TopicPartition, i64)],
     ) -> Result<bool, SourceError> {
-        // A failed commit is not fatal: the objects are durable, their keys deterministic and
-        // their markers kept, so whoever re-reads the range rewrites the same objects.
-        match self
-            .consumer
-            .commit(&offset_list(offsets)?, CommitMode::Sync)
-        {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                tracing::warn!(
-                    partitions = offsets.len(),
-                    "offset commit failed ({e}); the range will be re-read and rewritten identically"
-                );
-                Ok(false)
-            }
-        }
+        Ok(commit_sync(&self.consumer, &offset_list(offsets)?))
     }
 
     fn owners(&self) -> Option<Arc<Owners>> {
