@@ -35,6 +35,9 @@ HOST=127.0.0.1
 MARIADB_PORT="${WRT_STACK_MARIADB_PORT:-3307}"
 KAFKA_PORT="${WRT_STACK_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${WRT_STACK_KAFKA_CONTROLLER_PORT:-9093}"
+# The authenticated listener (SASL_SSL, SCRAM-SHA-512/256) beside the plaintext one, which
+# Connect and the inter-broker traffic keep using.
+KAFKA_SCRAM_PORT="${WRT_STACK_KAFKA_SCRAM_PORT:-9094}"
 CONNECT_PORT="${WRT_STACK_CONNECT_PORT:-8083}"
 MINIO_PORT="${WRT_STACK_MINIO_PORT:-9000}"
 MINIO_CONSOLE_PORT="${WRT_STACK_MINIO_CONSOLE_PORT:-9001}"
@@ -46,6 +49,10 @@ MARIADB_TEST_USER=wrt        # full rights: tests create their own databases wit
 MARIADB_TEST_PASSWORD=wrt
 MINIO_USER=wrtminio
 MINIO_PASSWORD=wrtminio-secret
+KAFKA_SCRAM_USER=wrt
+KAFKA_SCRAM_PASSWORD=wrt-scram-secret
+# The broker's PKCS12 keystore; the client trusts the PEM CA beside it.
+KAFKA_TLS_STORE_PASSWORD=wrt-stack-tls
 
 # JVM heaps: small, the machine is shared with cargo builds.
 KAFKA_HEAP="${WRT_STACK_KAFKA_HEAP:--Xms256m -Xmx768m}"
@@ -55,6 +62,10 @@ CONNECT_HEAP="${WRT_STACK_CONNECT_HEAP:--Xms256m -Xmx1g}"
 READY_TIMEOUT="${WRT_STACK_READY_TIMEOUT:-120}"
 
 KAFKA_BOOTSTRAP="$HOST:$KAFKA_PORT"
+KAFKA_SCRAM_BOOTSTRAP="$HOST:$KAFKA_SCRAM_PORT"
+# The self-signed CA and broker certificate, made once per run dir by up.
+KAFKA_TLS_DIR="$STACK_RUN/kafka/tls"
+KAFKA_CA_FILE="$KAFKA_TLS_DIR/ca.pem"
 CONNECT_URL="http://$HOST:$CONNECT_PORT"
 MINIO_URL="http://$HOST:$MINIO_PORT"
 
@@ -105,7 +116,7 @@ svc_port_var() {
 svc_endpoint() {
   case "$1" in
     mariadb) echo "mysql://$HOST:$MARIADB_PORT (users $MARIADB_TEST_USER/$MARIADB_TEST_PASSWORD, $MARIADB_CDC_USER/$MARIADB_CDC_PASSWORD; database test)" ;;
-    kafka) echo "$KAFKA_BOOTSTRAP (PLAINTEXT, KRaft controller on $HOST:$KAFKA_CONTROLLER_PORT)" ;;
+    kafka) echo "$KAFKA_BOOTSTRAP (PLAINTEXT, KRaft controller on $HOST:$KAFKA_CONTROLLER_PORT); $KAFKA_SCRAM_BOOTSTRAP (SASL_SSL, SCRAM-SHA-512/256 user $KAFKA_SCRAM_USER/$KAFKA_SCRAM_PASSWORD, CA $KAFKA_CA_FILE)" ;;
     connect) echo "$CONNECT_URL (Kafka Connect REST, distributed, Debezium $DEBEZIUM_VERSION MariaDB connector)" ;;
     minio) echo "$MINIO_URL (S3, access key $MINIO_USER, secret $MINIO_PASSWORD, region us-east-1)" ;;
   esac
@@ -125,6 +136,9 @@ svc_ready() {
     minio) curl -fsS --max-time 5 "$MINIO_URL/minio/health/ready" >/dev/null 2>&1 ;;
   esac
 }
+
+# The SCRAM listener answers; up adds it (and the user) once the plaintext one is ready.
+kafka_scram_ready() { port_open "$KAFKA_SCRAM_PORT"; }
 
 # The Kafka/Connect classpath: every jar of the one lib dir (one version of each Kafka jar).
 kafka_classpath() { echo "$KAFKA_LIB/*"; }
