@@ -146,6 +146,24 @@ pub enum KafkaAuth {
         /// The cluster's AWS region.
         region: String,
     },
+    /// TLS and SASL/SCRAM-SHA-512 (Amazon MSK's SCRAM option).
+    ScramSha512(Scram),
+    /// TLS and SASL/SCRAM-SHA-256.
+    ScramSha256(Scram),
+}
+
+/// SCRAM credentials: the user is in the file, the password only in the environment.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Scram {
+    /// The SCRAM user name.
+    pub username: String,
+    /// The environment variable that holds the password (never the password itself).
+    pub password_env: String,
+    /// PEM file of the CA that signed the brokers' certificates; the system's trust store
+    /// when absent.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The transform and its sandbox.
@@ -438,13 +456,29 @@ impl PipelineConfig {
                     "use the topic as Debezium names it: `<prefix>.<database>.<table>`",
                 );
             }
-            if let KafkaAuth::MskIam { region } = &kafka.auth {
-                check(
+            match &kafka.auth {
+                KafkaAuth::None => {}
+                KafkaAuth::MskIam { region } => check(
                     !region.trim().is_empty(),
                     "source.auth.region",
                     "is empty".into(),
                     "set the MSK cluster's region, e.g. `region = \"us-west-2\"`",
-                );
+                ),
+                KafkaAuth::ScramSha512(scram) | KafkaAuth::ScramSha256(scram) => {
+                    check(
+                        !scram.username.trim().is_empty(),
+                        "source.auth.username",
+                        "is empty".into(),
+                        "set the SCRAM user, e.g. `username = \"wrt\"`",
+                    );
+                    check(
+                        !scram.password_env.trim().is_empty(),
+                        "source.auth.password-env",
+                        "is empty".into(),
+                        "name the environment variable holding the password, e.g. \
+                         `password-env = \"WRT_KAFKA_PASSWORD\"`",
+                    );
+                }
             }
         }
         check(
@@ -677,6 +711,55 @@ token-env = "SHOP_ADMIN_TOKEN"
         }
     }
 
+    const SCRAM: &str = r#"auth = { mechanism = "scram-sha-512", username = "wrt", password-env = "WRT_KAFKA_PASSWORD", ca-file = "ca.pem" }"#;
+
+    #[test]
+    fn scram_takes_the_password_from_a_named_variable() {
+        let text = FULL.replace(
+            r#"auth = { mechanism = "msk-iam", region = "us-west-2" }"#,
+            SCRAM,
+        );
+        let config = load(&text).unwrap();
+        let SourceConfig::Kafka(kafka) = &config.source else {
+            panic!("{:?}", config.source)
+        };
+        assert_eq!(
+            kafka.auth,
+            KafkaAuth::ScramSha512(Scram {
+                username: "wrt".into(),
+                password_env: "WRT_KAFKA_PASSWORD".into(),
+                ca_file: Some("ca.pem".into()),
+            })
+        );
+        let sha256 = text.replace("scram-sha-512", "scram-sha-256");
+        let SourceConfig::Kafka(kafka) = load(&sha256).unwrap().source else {
+            panic!()
+        };
+        assert!(matches!(kafka.auth, KafkaAuth::ScramSha256(_)));
+    }
+
+    #[test]
+    fn scram_rejects_a_password_in_the_file_and_empty_fields() {
+        let with_password = FULL.replace(
+            r#"auth = { mechanism = "msk-iam", region = "us-west-2" }"#,
+            &SCRAM.replace("username", "password = \"hunter2\", username"),
+        );
+        let error = load(&with_password).unwrap_err().to_string();
+        assert!(error.contains("unknown field `password`"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        let empty = FULL.replace(
+            r#"auth = { mechanism = "msk-iam", region = "us-west-2" }"#,
+            &SCRAM
+                .replace("\"wrt\"", "\"\"")
+                .replace("\"WRT_KAFKA_PASSWORD\"", "\" \""),
+        );
+        let LoadError::Invalid(errors) = load(&empty).unwrap_err() else {
+            panic!("expected validation errors")
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["source.auth.username", "source.auth.password-env"]);
+    }
+
     #[test]
     fn unknown_keys_are_rejected() {
         let error = load(&FULL.replace("max-records", "max-recrods"))
@@ -749,6 +832,13 @@ token-env = "SHOP_ADMIN_TOKEN"
         let file =
             serde_json::to_value(SourceConfig::File(FileSource { path: "x".into() })).unwrap();
         collect_keys(&file, "source", &mut keys);
+        let scram = serde_json::to_value(KafkaAuth::ScramSha512(Scram {
+            username: "u".into(),
+            password_env: "P".into(),
+            ca_file: Some("c".into()),
+        }))
+        .unwrap();
+        collect_keys(&scram, "source.auth", &mut keys);
         for key in keys {
             assert!(
                 docs.contains(&format!("`{key}`")),
