@@ -10,8 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::error::Error;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::OAuthToken;
 use rdkafka::config::ClientConfig;
@@ -24,7 +25,7 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::{Source, SourceError};
-use crate::config::{KafkaAuth, KafkaSource, StartFrom};
+use crate::config::{KafkaAuth, KafkaSource, Scram, StartFrom};
 use crate::model::{KafkaRecord, Owners, TopicPartition};
 use crate::telemetry::Owned;
 
@@ -58,7 +59,7 @@ impl Kafka {
         group_id: &str,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, SourceError> {
-        let (client, context) = client_config(config, group_id);
+        let (client, context) = client_config(config, group_id)?;
         let consumer: StreamConsumer<GroupContext> = client
             .create_with_context(context)
             .map_err(|e| SourceError(Box::new(e)))?;
@@ -76,8 +77,92 @@ impl Kafka {
     }
 }
 
-/// The client settings of a member of `group_id`, and its callbacks.
-fn client_config(config: &KafkaSource, group_id: &str) -> (ClientConfig, GroupContext) {
+/// Credentials that cannot be used: the operator's to fix, so never retried. The messages
+/// name the user and the variable, never the password.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "source.auth.password-env: the environment variable {var} is not set or is empty; \
+         export the SCRAM password of user `{user}` in it"
+    )]
+    MissingPassword { var: String, user: String },
+    #[error(
+        "source.auth.ca-file: cannot read {}: {source}; point it at the PEM file of the CA \
+         that signed the brokers' certificates",
+        path.display()
+    )]
+    CaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the broker at {brokers} refused the {mechanism} credentials of user `{user}` \
+         ({reason}); check source.auth.username and the password in the environment variable \
+         {var} (source.auth.password-env)"
+    )]
+    Refused {
+        brokers: String,
+        mechanism: &'static str,
+        user: String,
+        var: String,
+        reason: String,
+    },
+    #[error(
+        "the TLS handshake with the broker at {brokers} failed ({reason}); check \
+         source.auth.ca-file ({ca}) and that source.brokers names the TLS listener"
+    )]
+    Tls {
+        brokers: String,
+        ca: String,
+        reason: String,
+    },
+}
+
+impl From<AuthError> for SourceError {
+    fn from(error: AuthError) -> Self {
+        SourceError(Box::new(error))
+    }
+}
+
+/// What an authentication failure message names: where, who, and which setting to fix.
+struct Login {
+    brokers: String,
+    mechanism: &'static str,
+    scram: Scram,
+}
+
+impl Login {
+    /// The error for a librdkafka error that retrying cannot fix, if `error` is one.
+    fn refusal(&self, error: &KafkaError, reason: &str) -> Option<AuthError> {
+        match error.rdkafka_error_code()? {
+            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
+                Some(AuthError::Refused {
+                    brokers: self.brokers.clone(),
+                    mechanism: self.mechanism,
+                    user: self.scram.username.clone(),
+                    var: self.scram.password_env.clone(),
+                    reason: reason.to_string(),
+                })
+            }
+            RDKafkaErrorCode::SSL => Some(AuthError::Tls {
+                brokers: self.brokers.clone(),
+                ca: match &self.scram.ca_file {
+                    Some(path) => path.display().to_string(),
+                    None => "not set: the system's trust store".into(),
+                },
+                reason: reason.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The client settings of a member of `group_id`, and its callbacks. Fails when the
+/// credentials the file points at are missing.
+fn client_config(
+    config: &KafkaSource,
+    group_id: &str,
+) -> Result<(ClientConfig, GroupContext), AuthError> {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.brokers)
@@ -109,15 +194,48 @@ fn client_config(config: &KafkaSource, group_id: &str) -> (ClientConfig, GroupCo
         .set("socket.timeout.ms", "30000")
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "10000");
-    let region = match &config.auth {
-        KafkaAuth::None => None,
-        KafkaAuth::MskIam { region } => {
+    let mut region = None;
+    let mut login = None;
+    match &config.auth {
+        KafkaAuth::None => {}
+        KafkaAuth::MskIam { region: r } => {
             client
                 .set("security.protocol", "SASL_SSL")
                 .set("sasl.mechanism", "OAUTHBEARER");
-            Some(region.clone())
+            region = Some(r.clone());
         }
-    };
+        KafkaAuth::ScramSha512(scram) | KafkaAuth::ScramSha256(scram) => {
+            let mechanism = match config.auth {
+                KafkaAuth::ScramSha256(_) => "SCRAM-SHA-256",
+                _ => "SCRAM-SHA-512",
+            };
+            let password = std::env::var(&scram.password_env)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| AuthError::MissingPassword {
+                    var: scram.password_env.clone(),
+                    user: scram.username.clone(),
+                })?;
+            client
+                .set("security.protocol", "SASL_SSL")
+                .set("sasl.mechanism", mechanism)
+                .set("sasl.username", &scram.username)
+                .set("sasl.password", password);
+            if let Some(ca) = &scram.ca_file {
+                // librdkafka would only say "ssl.ca.location failed" at connect time.
+                std::fs::File::open(ca).map_err(|source| AuthError::CaFile {
+                    path: ca.clone(),
+                    source,
+                })?;
+                client.set("ssl.ca.location", ca.display().to_string());
+            }
+            login = Some(Login {
+                brokers: config.brokers.clone(),
+                mechanism,
+                scram: scram.clone(),
+            });
+        }
+    }
     for (key, value) in &config.properties {
         client.set(key, value);
     }
@@ -127,10 +245,12 @@ fn client_config(config: &KafkaSource, group_id: &str) -> (ClientConfig, GroupCo
         confirmed: Mutex::default(),
         lag: Arc::default(),
         msk_region: region,
+        login,
+        refused: Mutex::default(),
         trouble: Mutex::default(),
         last_error: Mutex::default(),
     };
-    (client, context)
+    Ok((client, context))
 }
 
 /// The offsets `group_id` committed for every partition of the topics `config` names
@@ -143,9 +263,27 @@ pub fn committed_offsets(
     timeout: Duration,
 ) -> Result<BTreeMap<TopicPartition, i64>, SourceError> {
     let error = |e: KafkaError| SourceError(Box::new(e));
-    let (client, context) = client_config(config, group_id);
+    let (client, context) = client_config(config, group_id)?;
     let consumer: BaseConsumer<GroupContext> =
         client.create_with_context(context).map_err(error)?;
+    // A refused login is only reported to the error callback, which runs when the consumer
+    // is polled; metadata is asked for in short rounds so a refusal ends this at once.
+    let deadline = Instant::now() + timeout;
+    let metadata = loop {
+        let round = timeout.min(Duration::from_secs(1));
+        match consumer.fetch_metadata(None, round) {
+            Ok(metadata) => break metadata,
+            Err(e) => {
+                let _ = consumer.poll(Duration::ZERO);
+                if let Some(refused) = consumer.context().refused() {
+                    return Err(SourceError(Box::new(refused)));
+                }
+                if Instant::now() >= deadline {
+                    return Err(error(e));
+                }
+            }
+        }
+    };
     let mut patterns = Vec::new();
     for topic in &config.topics {
         if topic.starts_with('^') {
@@ -155,7 +293,6 @@ pub fn committed_offsets(
     let wanted = |name: &str| {
         config.topics.iter().any(|t| t == name) || patterns.iter().any(|p| p.is_match(name))
     };
-    let metadata = consumer.fetch_metadata(None, timeout).map_err(error)?;
     let mut list = TopicPartitionList::new();
     for topic in metadata.topics().iter().filter(|t| wanted(t.name())) {
         for partition in topic.partitions() {
@@ -303,6 +440,9 @@ impl Source for Kafka {
             if *self.shutdown.borrow() {
                 return Ok((!batch.is_empty()).then_some(batch));
             }
+            if let Some(refused) = self.consumer.context().refused() {
+                return Err(SourceError(Box::new(refused)));
+            }
             let wait = if batch.is_empty() { IDLE_TICK } else { LINGER };
             let received = tokio::select! {
                 received = tokio::time::timeout(wait, self.consumer.recv()) => received,
@@ -437,12 +577,24 @@ struct GroupContext {
     confirmed: Mutex<Vec<(TopicPartition, i64)>>,
     lag: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
     msk_region: Option<String>,
+    /// The SCRAM login, to name it when the broker refuses it.
+    login: Option<Login>,
+    /// Set when the broker refused the credentials or the TLS handshake failed: librdkafka
+    /// would retry that for ever, the source ends instead.
+    refused: Mutex<Option<AuthError>>,
     /// Set when librdkafka reports every broker down; cleared by the next statistics that
     /// show a broker up again.
     trouble: Mutex<Option<String>>,
     /// The last error logged, so an outage is logged once, not at every retry; cleared
     /// with `trouble`.
     last_error: Mutex<Option<String>>,
+}
+
+impl GroupContext {
+    /// The refusal the error callback recorded, if any.
+    fn refused(&self) -> Option<AuthError> {
+        self.refused.lock().expect("not poisoned").take()
+    }
 }
 
 /// Whether `error` says a subscribed topic (or every topic of a pattern) does not exist yet:
@@ -467,6 +619,11 @@ impl ClientContext for GroupContext {
                 "kafka: no topic matches `{topic}` yet; waiting for it to be created \
                  (records are read from it as soon as it exists)"
             );
+            return;
+        }
+        // Not logged: the error ends the run, and the binary prints it once.
+        if let Some(refused) = self.login.as_ref().and_then(|l| l.refusal(&error, reason)) {
+            *self.refused.lock().expect("not poisoned") = Some(refused);
             return;
         }
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
@@ -585,5 +742,102 @@ impl ConsumerContext for GroupContext {
             }
             Rebalance::Error(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scram_source(var: &str, ca_file: Option<PathBuf>) -> KafkaSource {
+        KafkaSource {
+            brokers: "127.0.0.1:9094".into(),
+            topics: vec!["t".into()],
+            group_id: None,
+            start_from: StartFrom::Earliest,
+            auth: KafkaAuth::ScramSha512(Scram {
+                username: "wrt".into(),
+                password_env: var.into(),
+                ca_file,
+            }),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// Sets a variable only this test reads.
+    fn set(var: &str, value: &str) {
+        // SAFETY: each test uses its own variable name, read by no other thread.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(var, value)
+        };
+    }
+
+    #[test]
+    fn a_missing_password_names_the_variable_and_the_fix() {
+        let Err(error) = client_config(&scram_source("WRT_TEST_UNSET_PASSWORD", None), "g") else {
+            panic!("expected an error")
+        };
+        let said = error.to_string();
+        assert!(said.starts_with("source.auth.password-env:"), "{said}");
+        assert!(said.contains("WRT_TEST_UNSET_PASSWORD"), "{said}");
+        assert!(
+            said.contains("export the SCRAM password of user `wrt`"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_names_the_field() {
+        set("WRT_TEST_CA_PASSWORD", "pw-ca");
+        let source = scram_source("WRT_TEST_CA_PASSWORD", Some("/nonexistent/ca.pem".into()));
+        let Err(error) = client_config(&source, "g") else {
+            panic!("expected an error")
+        };
+        let said = error.to_string();
+        assert!(
+            said.starts_with("source.auth.ca-file: cannot read /nonexistent/ca.pem"),
+            "{said}"
+        );
+        assert!(!said.contains("pw-ca"), "{said}");
+    }
+
+    #[test]
+    fn scram_is_wired_and_a_refusal_never_shows_the_password() {
+        let secret = "s3cret-never-printed";
+        set("WRT_TEST_SCRAM_PASSWORD", secret);
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let source = scram_source("WRT_TEST_SCRAM_PASSWORD", Some(ca.path().into()));
+        let (client, context) = client_config(&source, "g").unwrap();
+        assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(client.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(client.get("sasl.username"), Some("wrt"));
+        assert_eq!(client.get("sasl.password"), Some(secret));
+        assert_eq!(
+            client.get("ssl.ca.location"),
+            Some(ca.path().to_str().unwrap())
+        );
+        let reason = "SASL authentication error: Authentication failed during authentication \
+                      due to invalid credentials with SASL mechanism SCRAM-SHA-512";
+        context.error(KafkaError::Global(RDKafkaErrorCode::Authentication), reason);
+        let said = context.refused().expect("a refusal").to_string();
+        assert!(
+            said.starts_with(
+                "the broker at 127.0.0.1:9094 refused the SCRAM-SHA-512 credentials of user `wrt`"
+            ),
+            "{said}"
+        );
+        assert!(
+            said.contains("WRT_TEST_SCRAM_PASSWORD (source.auth.password-env)"),
+            "{said}"
+        );
+        assert!(!said.contains(secret), "{said}");
+        // The configuration holds the variable's name only, and rdkafka leaves the password
+        // out of its own Debug.
+        assert!(!format!("{source:?}").contains(secret));
+        assert!(!format!("{client:?}").contains(secret));
+        // A broker that is merely down is retried, not a refusal.
+        context.error(KafkaError::Global(RDKafkaErrorCode::AllBrokersDown), "down");
+        assert!(context.refused().is_none());
     }
 }
