@@ -147,8 +147,10 @@ pub enum KafkaAuth {
         region: String,
     },
     /// TLS and SASL/SCRAM-SHA-512 (Amazon MSK's SCRAM option).
+    #[serde(rename = "scram-sha-512")]
     ScramSha512(Scram),
     /// TLS and SASL/SCRAM-SHA-256.
+    #[serde(rename = "scram-sha-256")]
     ScramSha256(Scram),
 }
 
@@ -371,10 +373,11 @@ pub struct ConfigError {
 /// Every problem found, so one `--check` shows them all.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: {source}")]
+    // Not a `source`: the binary prints the cause chain, and this message already holds it.
+    #[error("{path}: {error}")]
     Parse {
         path: PathBuf,
-        source: Box<figment::Error>,
+        error: Box<figment::Error>,
     },
     #[error("{} problem(s) in the configuration:\n  {}", .0.len(),
             .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
@@ -411,7 +414,7 @@ impl PipelineConfig {
             .extract()
             .map_err(|e| LoadError::Parse {
                 path: path.to_path_buf(),
-                source: Box::new(e),
+                error: Box::new(e),
             })?;
         config.validate().map_err(LoadError::Invalid)?;
         Ok(config)
@@ -745,7 +748,7 @@ token-env = "SHOP_ADMIN_TOKEN"
             &SCRAM.replace("username", "password = \"hunter2\", username"),
         );
         let error = load(&with_password).unwrap_err().to_string();
-        assert!(error.contains("unknown field `password`"), "{error}");
+        assert!(error.contains("unknown field: found `password`"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
         let empty = FULL.replace(
             r#"auth = { mechanism = "msk-iam", region = "us-west-2" }"#,

@@ -165,10 +165,12 @@ impl Summary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    // No `#[from]` on these three: it would make the inner error the source too, and the
+    // binary, which prints the cause chain, would say it twice.
     #[error("source: {0}")]
-    Source(#[from] SourceError),
+    Source(SourceError),
     #[error("sink: {0}")]
-    Sink(#[from] SinkError),
+    Sink(SinkError),
     #[error(
         "sink: the store has failed for {seconds} s (retry.give-up-after-s), last with: {error}; \
          everything before the last durable window is committed: restart once the store is back, \
@@ -176,11 +178,29 @@ pub enum PipelineError {
     )]
     GaveUp { seconds: u64, error: SinkError },
     #[error("encoding an object: {0}")]
-    Encode(#[from] std::io::Error),
+    Encode(std::io::Error),
     #[error(transparent)]
     Instance(#[from] InstanceError),
     #[error("lane {0} stopped unexpectedly")]
     LaneGone(usize),
+}
+
+impl From<SourceError> for PipelineError {
+    fn from(error: SourceError) -> Self {
+        PipelineError::Source(error)
+    }
+}
+
+impl From<SinkError> for PipelineError {
+    fn from(error: SinkError) -> Self {
+        PipelineError::Sink(error)
+    }
+}
+
+impl From<std::io::Error> for PipelineError {
+    fn from(error: std::io::Error) -> Self {
+        PipelineError::Encode(error)
+    }
 }
 
 /// What the decode and transform stages made of one source record.

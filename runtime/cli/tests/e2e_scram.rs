@@ -224,7 +224,7 @@ async fn a_wrong_password_or_ca_stops_run_and_verify_with_the_fix() {
         "the broker at {} refused the SCRAM-SHA-512 credentials of user `{}`",
         scram.brokers, scram.user
     );
-    assert!(output.contains(&refused), "{output}");
+    assert_eq!(output.matches(&refused).count(), 1, "said once: {output}");
     assert!(
         output.contains(&format!("{PASSWORD_ENV} (source.auth.password-env)")),
         "{output}"

@@ -328,7 +328,7 @@ pub fn readable_between(
     timeout: Duration,
 ) -> Result<Option<bool>, SourceError> {
     let error = |e: KafkaError| SourceError(Box::new(e));
-    let (mut client, context) = client_config(config, group_id);
+    let (mut client, context) = client_config(config, group_id)?;
     client.set("enable.partition.eof", "true");
     let consumer: BaseConsumer<GroupContext> =
         client.create_with_context(context).map_err(error)?;
@@ -342,8 +342,8 @@ pub fn readable_between(
     list.add_partition_offset(&source.topic, source.partition, Offset::Offset(from))
         .map_err(error)?;
     consumer.assign(&list).map_err(error)?;
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(250)) {
             Some(Ok(message)) => return Ok(Some(message.offset() < to)),
             Some(Err(KafkaError::PartitionEOF(_))) => return Ok(Some(false)),
@@ -717,7 +717,7 @@ impl ConsumerContext for GroupContext {
                 let revoked = partitions(list);
                 let wait = || {
                     for p in &revoked {
-                        let started = std::time::Instant::now();
+                        let started = Instant::now();
                         let left = self.owners.revoked(p, REVOKE_WAIT);
                         let waited_ms = started.elapsed().as_millis() as u64;
                         if left > 0 {
