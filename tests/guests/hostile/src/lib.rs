@@ -4,6 +4,9 @@
 //!
 //! `attack = "trap-marked"` is a poison row instead: the guest traps on any event, of any
 //! table, whose row has a text or integer column equal to config `mark`.
+//!
+//! Events passed through keep their row (the image after the change, before it for a
+//! delete) and gain `_op`, as the lake checks of the end-to-end tests expect.
 
 use std::hint::black_box;
 use wrt_sdk::{ChangeEvent, Column, Config, OutputRecord, Transform, TransformError, Value};
@@ -29,9 +32,16 @@ impl Transform for Hostile {
             panic!("hostile guest traps on the row marked {:?}", self.mark);
         }
         if table != "attack" || self.attack == "trap-marked" {
+            let op = event.op.code();
             return Ok(event
                 .into_row()
-                .map(|r| OutputRecord::new(table, r))
+                .map(|mut row| {
+                    row.push(Column {
+                        name: "_op".into(),
+                        value: Value::Text(op.into()),
+                    });
+                    OutputRecord::new(table, row)
+                })
                 .into_iter()
                 .collect());
         }
