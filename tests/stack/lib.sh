@@ -38,6 +38,11 @@ KAFKA_CONTROLLER_PORT="${WRT_STACK_KAFKA_CONTROLLER_PORT:-9093}"
 # The authenticated listener (SASL_SSL, SCRAM-SHA-512/256) beside the plaintext one, which
 # Connect and the inter-broker traffic keep using.
 KAFKA_SCRAM_PORT="${WRT_STACK_KAFKA_SCRAM_PORT:-9094}"
+# A plaintext listener for fault tests: the broker binds the upstream port but advertises the
+# proxied one, where a test starts its fault proxy (Toxiproxy), so every connection a client
+# makes, bootstrap and after, goes through the proxy. Nothing listens on it otherwise.
+KAFKA_PROXIED_PORT="${WRT_STACK_KAFKA_PROXIED_PORT:-9095}"
+KAFKA_PROXIED_UPSTREAM_PORT="${WRT_STACK_KAFKA_PROXIED_UPSTREAM_PORT:-9096}"
 CONNECT_PORT="${WRT_STACK_CONNECT_PORT:-8083}"
 MINIO_PORT="${WRT_STACK_MINIO_PORT:-9000}"
 MINIO_CONSOLE_PORT="${WRT_STACK_MINIO_CONSOLE_PORT:-9001}"
@@ -63,6 +68,8 @@ READY_TIMEOUT="${WRT_STACK_READY_TIMEOUT:-120}"
 
 KAFKA_BOOTSTRAP="$HOST:$KAFKA_PORT"
 KAFKA_SCRAM_BOOTSTRAP="$HOST:$KAFKA_SCRAM_PORT"
+KAFKA_PROXIED_BOOTSTRAP="$HOST:$KAFKA_PROXIED_PORT"
+KAFKA_PROXIED_UPSTREAM="$HOST:$KAFKA_PROXIED_UPSTREAM_PORT"
 # The self-signed CA and broker certificate, made once per run dir by up.
 KAFKA_TLS_DIR="$STACK_RUN/kafka/tls"
 KAFKA_CA_FILE="$KAFKA_TLS_DIR/ca.pem"
@@ -116,7 +123,7 @@ svc_port_var() {
 svc_endpoint() {
   case "$1" in
     mariadb) echo "mysql://$HOST:$MARIADB_PORT (users $MARIADB_TEST_USER/$MARIADB_TEST_PASSWORD, $MARIADB_CDC_USER/$MARIADB_CDC_PASSWORD; database test)" ;;
-    kafka) echo "$KAFKA_BOOTSTRAP (PLAINTEXT, KRaft controller on $HOST:$KAFKA_CONTROLLER_PORT); $KAFKA_SCRAM_BOOTSTRAP (SASL_SSL, SCRAM-SHA-512/256 user $KAFKA_SCRAM_USER/$KAFKA_SCRAM_PASSWORD, CA $KAFKA_CA_FILE)" ;;
+    kafka) echo "$KAFKA_BOOTSTRAP (PLAINTEXT, KRaft controller on $HOST:$KAFKA_CONTROLLER_PORT); $KAFKA_SCRAM_BOOTSTRAP (SASL_SSL, SCRAM-SHA-512/256 user $KAFKA_SCRAM_USER/$KAFKA_SCRAM_PASSWORD, CA $KAFKA_CA_FILE); $KAFKA_PROXIED_BOOTSTRAP (PLAINTEXT through a test's fault proxy to $KAFKA_PROXIED_UPSTREAM)" ;;
     connect) echo "$CONNECT_URL (Kafka Connect REST, distributed, Debezium $DEBEZIUM_VERSION MariaDB connector)" ;;
     minio) echo "$MINIO_URL (S3, access key $MINIO_USER, secret $MINIO_PASSWORD, region us-east-1)" ;;
   esac
@@ -139,6 +146,7 @@ svc_ready() {
 
 # The SCRAM listener answers; up adds it (and the user) once the plaintext one is ready.
 kafka_scram_ready() { port_open "$KAFKA_SCRAM_PORT"; }
+kafka_proxied_ready() { port_open "$KAFKA_PROXIED_UPSTREAM_PORT"; }
 
 # The Kafka/Connect classpath: every jar of the one lib dir (one version of each Kafka jar).
 kafka_classpath() { echo "$KAFKA_LIB/*"; }

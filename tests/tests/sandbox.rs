@@ -209,9 +209,16 @@ fn a_poison_row_costs_one_event() {
         panic!("expected one dead letter, for id 77: {dead_letters:?}");
     };
     assert_eq!(reason.kind, FailureKind::Trap.as_str());
-    // A Rust panic reaches the host as `unreachable`; the guest's message goes to stderr.
+    // A Rust panic reaches the host as `unreachable`, its message through stderr; the reason
+    // holds both, and no wasm backtrace.
     assert!(
-        reason.message.contains("unreachable"),
+        reason
+            .message
+            .contains("hostile guest traps on the row marked \"77\"")
+            && reason
+                .message
+                .ends_with("(wasm trap: wasm `unreachable` instruction executed)")
+            && !reason.message.contains("backtrace"),
         "{:?}",
         reason.message
     );

@@ -12,7 +12,8 @@ fn main() -> std::process::ExitCode {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WRT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // What the guest prints (rate-limited) is the user's own output: shown.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wrt::guest=info")),
         )
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never into a file or a journal.

@@ -458,6 +458,36 @@ fn check_replay_refuses_output_that_depends_on_earlier_calls() {
     );
 }
 
+/// What a guest prints reaches the log by default, one line each, tagged with the
+/// transform version and the batch's source position.
+#[test]
+fn what_a_guest_prints_is_logged_with_its_tags() {
+    let hostile = guest("hostile");
+    let (_, events, _) = example("pii-mask");
+    let args = [
+        "test",
+        hostile.to_str().unwrap(),
+        "--events",
+        &events,
+        "--config",
+        "attack=print",
+    ];
+    let out = wrt(&args, &repo_root());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("hostile guest prints at offset 0"))
+        .unwrap_or_else(|| panic!("no guest line in:\n{stderr}"));
+    assert!(
+        line.contains("wrt::guest")
+            && line.contains("version=")
+            && line.contains("position=shop.shop.customers/")
+            && line.contains("stream=\"stdout\""),
+        "{line}"
+    );
+}
+
 /// `wrt deploy --events` ships a guest that keeps a cache (the same output either way) and
 /// refuses one that keeps a counter, naming the first differing event and field.
 #[test]

@@ -75,16 +75,7 @@ listen = "127.0.0.1:{admin_port}"
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let broker_pid = Command::new("bash")
-        .arg("-c")
-        .arg("source tests/stack/lib.sh && svc_pid kafka")
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    let broker_pid = String::from_utf8(broker_pid.stdout)
-        .unwrap()
-        .trim()
-        .to_string();
+    let broker_pid = stack_sh("svc_pid kafka").concat();
     assert!(
         Command::new("kill")
             .args(["-KILL", &broker_pid])

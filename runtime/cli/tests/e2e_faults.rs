@@ -1,8 +1,10 @@
 //! End to end on the real local stack, with the store failing under a running SQL workload:
 //! MariaDB → Debezium → Kafka → `wrt run` → Toxiproxy → a MinIO of the test's own, which the
 //! test stops and restarts, and whose connections the proxy hangs and slows (the stack's
-//! MinIO serves the other tests, so it is never touched). The host must keep running, say it is not ready while the store fails, count
-//! the failures, and land every change exactly once when the store is back.
+//! MinIO serves the other tests, so it is never touched). The host must keep running, say it
+//! is not ready while the store fails, count the failures, and land every change exactly once
+//! when the store is back. The broker's connections get the same treatment through the
+//! stack's `PROXIED` listener.
 
 mod common;
 
@@ -11,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use wrt_tests::{guest, repo_root};
+use wrt_tests::guest;
 
 /// A MinIO server of this test's own, on a free port, keeping its data across restarts.
 struct OwnMinio {
@@ -25,13 +27,7 @@ struct OwnMinio {
 impl OwnMinio {
     fn start() -> OwnMinio {
         // The binary `tests/stack/install` put in place, at the version the stack pins.
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg("source tests/stack/lib.sh && echo \"$MINIO_BIN\"")
-            .current_dir(repo_root())
-            .output()
-            .unwrap();
-        let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        let binary = PathBuf::from(&stack_sh("echo \"$MINIO_BIN\"")[0]);
         assert!(
             binary.is_file(),
             "no MinIO at {}: run tests/stack/install",
@@ -105,24 +101,20 @@ impl Drop for OwnMinio {
     }
 }
 
-/// Toxiproxy (`tests/stack/install` builds it) between wrt and the store: a real fault
-/// injector, started by the test on free ports.
+/// Toxiproxy (`tests/stack/install` builds it) between wrt and the store or the broker: a
+/// real fault injector, started by the test, its API on a free port.
 struct FaultProxy {
     child: Child,
     api: String,
+    name: &'static str,
     listen: u16,
     agent: ureq::Agent,
 }
 
 impl FaultProxy {
-    fn start(upstream: &str) -> FaultProxy {
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg("source tests/stack/lib.sh && echo \"$TOXIPROXY_BIN\"")
-            .current_dir(repo_root())
-            .output()
-            .unwrap();
-        let binary = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    /// One proxy, `name`, from 127.0.0.1:`listen` to `upstream`.
+    fn start(name: &'static str, upstream: &str, listen: u16) -> FaultProxy {
+        let binary = PathBuf::from(&stack_sh("echo \"$TOXIPROXY_BIN\"")[0]);
         assert!(
             binary.is_file(),
             "no Toxiproxy at {}: run tests/stack/install",
@@ -138,7 +130,8 @@ impl FaultProxy {
         let proxy = FaultProxy {
             child,
             api: format!("http://127.0.0.1:{api_port}"),
-            listen: free_port(),
+            name,
+            listen,
             agent: ureq::Agent::config_builder()
                 .timeout_global(Some(Duration::from_secs(10)))
                 .build()
@@ -156,7 +149,7 @@ impl FaultProxy {
         }
         proxy.post(
             "/proxies",
-            serde_json::json!({"name": "store", "upstream": upstream,
+            serde_json::json!({"name": name, "upstream": upstream,
                 "listen": format!("127.0.0.1:{}", proxy.listen)}),
         );
         proxy
@@ -174,10 +167,10 @@ impl FaultProxy {
             .unwrap_or_else(|e| panic!("Toxiproxy POST {path}: {e}"));
     }
 
-    /// Adds a toxic to the answers coming back from the store.
+    /// Adds a toxic to the answers coming back from the upstream.
     fn add(&self, name: &str, kind: &str, attributes: serde_json::Value) {
         self.post(
-            "/proxies/store/toxics",
+            &format!("/proxies/{}/toxics", self.name),
             serde_json::json!({"name": name, "type": kind, "stream": "downstream",
                 "attributes": attributes}),
         );
@@ -185,7 +178,7 @@ impl FaultProxy {
 
     fn remove(&self, name: &str) {
         self.agent
-            .delete(format!("{}/proxies/store/toxics/{name}", self.api))
+            .delete(format!("{}/proxies/{}/toxics/{name}", self.api, self.name))
             .call()
             .unwrap_or_else(|e| panic!("Toxiproxy DELETE {name}: {e}"));
     }
@@ -243,7 +236,7 @@ fn hold(admin: &AdminApi, want: u16, span: Duration, wrt: &mut Wrt) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_store_stopped_then_hung_mid_run_loses_and_doubles_nothing() {
     let mut minio = OwnMinio::start();
-    let proxy = FaultProxy::start(&format!("127.0.0.1:{}", minio.port));
+    let proxy = FaultProxy::start("store", &format!("127.0.0.1:{}", minio.port), free_port());
     let admin_port = free_port();
     let admin = AdminApi::new(admin_port);
     let load = workload(300, 10_000, 23);
@@ -456,6 +449,141 @@ force-path-style = true
     assert!(!log.contains(secret), "the secret is in the output:\n{log}");
 }
 
+/// The broker's connections go through a fault proxy (the stack's `PROXIED` listener
+/// advertises the proxy's port, so bootstrap and every later connection pass it): hung for
+/// 20 s, then reset for 10 s, then slowed by 500 ms, each while new changes arrive after the
+/// 10,000-change workload. The host never exits, reads again once each fault ends, and every
+/// change lands exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_broker_connections_hung_reset_and_slowed_lose_nothing() {
+    let ports = stack_sh("echo \"$KAFKA_PROXIED_PORT\"; echo \"$KAFKA_PROXIED_UPSTREAM\"");
+    let [listen, upstream] = &ports[..] else {
+        panic!("tests/stack/lib.sh: {ports:?}")
+    };
+    assert!(
+        std::net::TcpStream::connect(upstream).is_ok(),
+        "no PROXIED listener on {upstream}: a broker started by an older tests/stack/up lacks \
+         it; restart Kafka (tests/stack/down && tests/stack/up)"
+    );
+    let proxy = FaultProxy::start("broker", upstream, listen.parse().unwrap());
+    let admin_port = free_port();
+    let admin = AdminApi::new(admin_port);
+    let load = workload(300, 10_000, 43);
+    let setup = setup("e2e_broker_proxy", &load, |names, stack| {
+        format!(
+            r#"name = "{connector}"
+
+[source]
+kind = "kafka"
+brokers = "127.0.0.1:{listen}"
+topics = ["^{prefix}\\..*", "{prefix}"]
+
+[transform]
+path = "{guest}"
+config = {{ salt = "{SALT}" }}
+
+[batch]
+batch-size = 256
+max-records = 500
+max-age-ms = 1000
+
+[sink]
+kind = "s3"
+bucket = "{bucket}"
+endpoint-url = "{minio}"
+region = "us-east-1"
+force-path-style = true
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+"#,
+            connector = names.connector,
+            prefix = names.prefix,
+            guest = guest("pii_mask").display(),
+            bucket = names.bucket,
+            minio = stack.minio,
+        )
+    })
+    .await;
+    let mut wrt = Wrt::start(&setup.config, &setup.dir.path().join("wrt.log"));
+    let pid = wrt.child.id();
+    apply_in_background(&setup, &load).join().unwrap();
+    let mut expected = load.expected.clone();
+    setup
+        .wait_for(&expected, &mut wrt, Duration::from_secs(300))
+        .await;
+    let mut next_id = 700_001;
+    let faults = [
+        ("hung", "timeout", serde_json::json!({"timeout": 0}), 20),
+        ("reset", "reset_peer", serde_json::json!({"timeout": 0}), 10),
+    ];
+    for (name, kind, attributes, seconds) in faults {
+        proxy.add(name, kind, attributes);
+        let started = Instant::now();
+        // 200 changes made during the fault, which can only land after it.
+        let late: Vec<String> = (next_id..next_id + 200).map(|id| insert(id, 0)).collect();
+        for id in next_id..next_id + 200 {
+            expected.insert(id, vec![("c", 0)]);
+        }
+        next_id += 200;
+        setup
+            .stack
+            .sql(&format!("USE {};\n{}", setup.names.database, late.concat()));
+        let mut unready = None;
+        while started.elapsed() < Duration::from_secs(seconds) {
+            wrt.assert_running();
+            if unready.is_none() && readyz(&admin) == Some(503) {
+                unready = Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        proxy.remove(name);
+        let ended = Instant::now();
+        setup
+            .wait_for(&expected, &mut wrt, Duration::from_secs(120))
+            .await;
+        println!(
+            "e2e broker connections {name} {seconds} s: {}; the 200 changes made during it all landed {:.1} s after it ended",
+            unready.map_or("/readyz stayed 200".into(), |t| format!(
+                "not ready after {:.1} s",
+                t.as_secs_f64()
+            )),
+            ended.elapsed().as_secs_f64()
+        );
+    }
+    proxy.add("slow", "latency", serde_json::json!({"latency": 500}));
+    let started = Instant::now();
+    let late: Vec<String> = (next_id..next_id + 200).map(|id| insert(id, 0)).collect();
+    for id in next_id..next_id + 200 {
+        expected.insert(id, vec![("c", 0)]);
+    }
+    setup
+        .stack
+        .sql(&format!("USE {};\n{}", setup.names.database, late.concat()));
+    let want = setup
+        .wait_for(&expected, &mut wrt, Duration::from_secs(120))
+        .await;
+    println!(
+        "e2e broker connections slowed by 500 ms: 200 new changes landed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    proxy.remove("slow");
+    let rss = peak_rss_mib(pid);
+    let log = wrt.stop();
+    let lake = setup.lake().await;
+    let rows: usize = rows_by_id(&lake).values().map(Vec::len).sum();
+    println!(
+        "e2e broker connection faults: {want} changes written, {rows} rows in the lake (lost and doubled: 0, asserted next), peak RSS {rss:.0} MiB"
+    );
+    assert_exactly_once(&lake, &expected);
+    assert!(
+        !lake.keys().any(|k| k.starts_with("_dead_letter/")),
+        "a broker fault is not a bad record: {log}"
+    );
+    assert_verified(&setup.config);
+    setup.stack.drop_connector(&setup.names.connector);
+}
+
 /// No broker answering is an outage too: the host keeps trying and says why it is not
 /// ready, instead of exiting or answering 200.
 #[tokio::test(flavor = "multi_thread")]
@@ -629,6 +757,13 @@ force-path-style = true
     assert!(
         dead[0]["value"].as_str().unwrap().contains("777777"),
         "the dead letter is the marked row: {dead:?}"
+    );
+    assert!(
+        dead[0]["reason"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hostile guest traps on the row marked \"777777\""),
+        "the reason is the guest's panic message: {dead:?}"
     );
     println!(
         "e2e poison row: a batch of {batch} events split; {written} changes written, {in_lake} in the lake, 0 lost, 0 doubled, 1 dead letter ({}); {}",

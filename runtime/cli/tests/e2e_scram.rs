@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
-use wrt_tests::{guest, repo_root};
+use wrt_tests::guest;
 
 /// The variable the pipeline files name; the password is only ever in the environment.
 const PASSWORD_ENV: &str = "WRT_KAFKA_PASSWORD";
@@ -27,18 +27,12 @@ struct Scram {
 
 impl Scram {
     fn get() -> Scram {
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(
-                "source tests/stack/lib.sh && printf '%s\\n' \"$KAFKA_SCRAM_BOOTSTRAP\" \
-                 \"$KAFKA_SCRAM_USER\" \"$KAFKA_SCRAM_PASSWORD\" \"$KAFKA_CA_FILE\"",
-            )
-            .current_dir(repo_root())
-            .output()
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        let [brokers, user, password, ca_file] = text.lines().collect::<Vec<_>>()[..] else {
-            panic!("tests/stack/lib.sh: {text}")
+        let lines = stack_sh(
+            "printf '%s\\n' \"$KAFKA_SCRAM_BOOTSTRAP\" \"$KAFKA_SCRAM_USER\" \
+             \"$KAFKA_SCRAM_PASSWORD\" \"$KAFKA_CA_FILE\"",
+        );
+        let [brokers, user, password, ca_file] = &lines[..] else {
+            panic!("tests/stack/lib.sh: {lines:?}")
         };
         assert!(
             std::net::TcpStream::connect(brokers).is_ok(),
@@ -46,9 +40,9 @@ impl Scram {
              tests/stack/up lacks it; restart Kafka (tests/stack/down && tests/stack/up)"
         );
         Scram {
-            brokers: brokers.into(),
-            user: user.into(),
-            password: password.into(),
+            brokers: brokers.clone(),
+            user: user.clone(),
+            password: password.clone(),
             ca_file: ca_file.into(),
         }
     }

@@ -580,6 +580,22 @@ impl Setup {
     }
 }
 
+/// The lines `script` prints after sourcing `tests/stack/lib.sh`: the stack's own names for
+/// its ports, binaries and processes (moved by the same `WRT_STACK_*` variables).
+pub fn stack_sh(script: &str) -> Vec<String> {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source tests/stack/lib.sh && {script}"))
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Creates `topic` with `partitions` partitions, before anything writes to it.
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

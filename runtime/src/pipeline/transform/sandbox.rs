@@ -6,6 +6,10 @@
 //! or more than [`Limits::call_timeout`] of one call (an epoch deadline interrupts it).
 //! After a failed call the instance is dropped and a fresh one is made for the next call.
 //!
+//! What a guest prints goes to the host log, and a trap's reason carries what it wrote to
+//! stderr during the failed call (a Rust panic's message) instead of a wasm backtrace
+//! ([`output`]).
+//!
 //! Nothing a guest can observe besides its input varies between runs, because a replay must
 //! rewrite the same bytes: WASI `random` (secure and insecure) answers from generators
 //! seeded by the component's digest and the batch's first source position, `insecure-seed`
@@ -27,6 +31,9 @@ use wasmtime_wasi::p2::bindings::random::{insecure, insecure_seed, random};
 use wasmtime_wasi::p2::{DynPollable, Pollable};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+mod output;
+
+use self::output::GuestOutput;
 use super::{BatchFailure, FailureKind, InstanceError, Transform};
 use crate::event::bindings::wrt::transform::{clock, config, logging, types};
 use crate::event::bindings::{Transformer, TransformerPre};
@@ -322,6 +329,13 @@ impl Transform for WasmTransform {
             nanos: 0,
         });
         state.random.begin_batch(events.first().map(|e| &e.source));
+        live.output
+            .begin_call(events.first().map_or_else(String::new, |e| {
+                format!(
+                    "{}/{}@{}",
+                    e.source.topic, e.source.partition, e.source.offset
+                )
+            }));
         live.arm_deadline(self.limits);
         let result = live
             .bindings
@@ -349,6 +363,7 @@ impl Transform for WasmTransform {
 struct Live {
     store: Store<HostState>,
     bindings: Transformer,
+    output: GuestOutput,
 }
 
 impl Live {
@@ -357,7 +372,10 @@ impl Live {
         config: &Arc<TransformConfig>,
         limits: Limits,
     ) -> Result<Self, LoadError> {
+        let output = GuestOutput::new(&compiled.digest[..12]);
         let wasi = WasiCtxBuilder::new()
+            .stdout(output.stream(0))
+            .stderr(output.stream(1))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -387,7 +405,11 @@ impl Live {
             .pre
             .instantiate(&mut store)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let mut live = Live { store, bindings };
+        let mut live = Live {
+            store,
+            bindings,
+            output,
+        };
         match live
             .bindings
             .wrt_transform_transform()
@@ -419,10 +441,22 @@ impl Live {
                     error.root_cause()
                 ),
             },
-            _ => BatchFailure {
-                kind: FailureKind::Trap,
-                message: format!("{error:#}"),
-            },
+            // The trap itself, not the wasm backtrace around it, after what the guest said.
+            trap => {
+                let what = match trap {
+                    Some(trap) => trap.to_string(),
+                    None => format!("{error:#}"),
+                };
+                let said = self.output.call_stderr();
+                BatchFailure {
+                    kind: FailureKind::Trap,
+                    message: if said.is_empty() {
+                        what
+                    } else {
+                        format!("{said} ({what})")
+                    },
+                }
+            }
         }
     }
 }

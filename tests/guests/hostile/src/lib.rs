@@ -3,7 +3,8 @@
 //! assert no such row exists); one the sandbox refuses becomes the event's error.
 //!
 //! `attack = "trap-marked"` is a poison row instead: the guest traps on any event, of any
-//! table, whose row has a text or integer column equal to config `mark`.
+//! table, whose row has a text or integer column equal to config `mark`. `attack = "print"`
+//! prints a line to stdout per event.
 //!
 //! Events passed through keep their row (the image after the change, before it for a
 //! delete) and gain `_op`, as the lake checks of the end-to-end tests expect.
@@ -31,7 +32,10 @@ impl Transform for Hostile {
         if self.attack == "trap-marked" && marked(&event, &self.mark) {
             panic!("hostile guest traps on the row marked {:?}", self.mark);
         }
-        if table != "attack" || self.attack == "trap-marked" {
+        if self.attack == "print" {
+            println!("hostile guest prints at offset {}", event.source.offset);
+        }
+        if table != "attack" || self.attack == "trap-marked" || self.attack == "print" {
             let op = event.op.code();
             return Ok(event
                 .into_row()
