@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use wrt_tests::{guest, repo_root};
+use wrt_tests::repo_root;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_broker_killed_mid_run_loses_and_doubles_nothing() {
@@ -23,57 +23,19 @@ async fn the_broker_killed_mid_run_loses_and_doubles_nothing() {
     let admin = AdminApi::new(admin_port);
     let load = workload(300, 10_000, 37);
     let setup = setup("e2e_broker", &load, |names, stack| {
-        format!(
-            r#"name = "{connector}"
-
-[source]
-kind = "kafka"
-brokers = "{kafka}"
-topics = ["^{prefix}\\..*", "{prefix}"]
-
-[transform]
-path = "{guest}"
-config = {{ salt = "{SALT}" }}
-
-[batch]
-max-records = 500
-max-age-ms = 1000
-
-[sink]
-kind = "s3"
-bucket = "{bucket}"
-endpoint-url = "{minio}"
-region = "us-east-1"
-force-path-style = true
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-"#,
-            connector = names.connector,
-            kafka = stack.kafka,
-            prefix = names.prefix,
-            guest = guest("pii_mask").display(),
-            bucket = names.bucket,
-            minio = stack.minio,
-        )
+        Pipeline {
+            admin: Some(admin_port),
+            ..Pipeline::default()
+        }
+        .toml(names, stack)
     })
     .await;
     let mut wrt = Wrt::start(&setup.config, &setup.dir.path().join("wrt.log"));
     let pid = wrt.child.id();
     let writer = apply_in_background(&setup, &load);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while keys(&setup.s3, &setup.names.bucket, "customers/")
-        .await
-        .is_empty()
-    {
-        wrt.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "no row landed; see {}",
-            wrt.log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    setup
+        .wait_for_key("customers/", Duration::from_secs(120), &mut wrt)
+        .await;
 
     let broker_pid = stack_sh("svc_pid kafka").concat();
     assert!(

@@ -11,41 +11,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use wrt_tests::guest;
 
 fn pipeline_toml(names: &Names, stack: &Stack, max_records: u64) -> String {
-    format!(
-        r#"name = "{connector}"
-
-[source]
-kind = "kafka"
-brokers = "{kafka}"
-# the table topics, and the connector's schema-change topic
-topics = ["^{prefix}\\..*", "{prefix}"]
-
-[transform]
-path = "{guest}"
-config = {{ salt = "{SALT}" }}
-
-[batch]
-batch-size = 256
-max-records = {max_records}
-max-age-ms = 1000
-
-[sink]
-kind = "s3"
-bucket = "{bucket}"
-endpoint-url = "{minio}"
-region = "us-east-1"
-force-path-style = true
-"#,
-        connector = names.connector,
-        kafka = stack.kafka,
-        prefix = names.prefix,
-        guest = guest("pii_mask").display(),
-        bucket = names.bucket,
-        minio = stack.minio,
-    )
+    Pipeline {
+        batch: format!("batch-size = 256\nmax-records = {max_records}\nmax-age-ms = 1000"),
+        ..Pipeline::default()
+    }
+    .toml(names, stack)
 }
 
 #[tokio::test(flavor = "multi_thread")]

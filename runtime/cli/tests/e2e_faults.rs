@@ -241,67 +241,28 @@ async fn the_store_stopped_then_hung_mid_run_loses_and_doubles_nothing() {
     let admin = AdminApi::new(admin_port);
     let load = workload(300, 10_000, 23);
     let mut setup = setup("e2e_store", &load, |names, stack| {
-        format!(
-            r#"name = "{connector}"
-
-[source]
-kind = "kafka"
-brokers = "{kafka}"
-topics = ["^{prefix}\\..*", "{prefix}"]
-
-[transform]
-path = "{guest}"
-config = {{ salt = "{SALT}" }}
-
-[batch]
-batch-size = 256
-max-records = 500
-max-age-ms = 1000
-
-[sink]
-kind = "s3"
-bucket = "{bucket}"
-endpoint-url = "{minio}"
-region = "us-east-1"
-force-path-style = true
-# Short, so the frozen store's requests fail within the test's patience.
-read-timeout-ms = 2000
-attempt-timeout-ms = 5000
-
-[retry]
-max-backoff-ms = 4000
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-"#,
-            connector = names.connector,
-            kafka = stack.kafka,
-            prefix = names.prefix,
-            guest = guest("pii_mask").display(),
-            bucket = names.bucket,
-            minio = proxy.url(),
-        )
+        Pipeline {
+            store: Some(proxy.url()),
+            // Short, so the frozen store's requests fail within the test's patience.
+            sink: "read-timeout-ms = 2000\nattempt-timeout-ms = 5000",
+            sections: "[retry]\nmax-backoff-ms = 4000",
+            admin: Some(admin_port),
+            ..Pipeline::default()
+        }
+        .toml(names, stack)
     })
     .await;
     // The test reads the store directly; wrt goes through the fault proxy.
     setup.s3 = minio.s3_config().s3_with_bucket(&setup.names.bucket).await;
-    let bucket = setup.names.bucket.clone();
     let pipeline = setup.names.connector.clone();
 
     let mut wrt = Wrt::start(&setup.config, &setup.dir.path().join("wrt.log"));
     let pid = wrt.child.id();
     let writer = apply_in_background(&setup, &load);
     // Stop the store once the first rows have landed, with most of the workload to come.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while keys(&setup.s3, &bucket, "customers/").await.is_empty() {
-        wrt.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "no row landed; see {}",
-            wrt.log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    setup
+        .wait_for_key("customers/", Duration::from_secs(120), &mut wrt)
+        .await;
     wait_for_ready(&admin, 200, Duration::from_secs(30), &mut wrt);
 
     // 1. MinIO stopped for 30 s.
@@ -394,32 +355,11 @@ async fn a_store_that_refuses_the_credentials_stops_the_host_with_the_fix() {
     let config = dir.path().join("pipeline.toml");
     std::fs::write(
         &config,
-        format!(
-            r#"name = "{connector}"
-
-[source]
-kind = "kafka"
-brokers = "{kafka}"
-topics = ["{prefix}.nothing"]
-
-[transform]
-path = "{guest}"
-config = {{ salt = "{SALT}" }}
-
-[sink]
-kind = "s3"
-bucket = "{bucket}"
-endpoint-url = "{minio}"
-region = "us-east-1"
-force-path-style = true
-"#,
-            connector = names.connector,
-            kafka = stack.kafka,
-            prefix = names.prefix,
-            guest = guest("pii_mask").display(),
-            bucket = names.bucket,
-            minio = stack.minio,
-        ),
+        Pipeline {
+            topics: Some(format!("[\"{}.nothing\"]", names.prefix)),
+            ..Pipeline::default()
+        }
+        .toml(&names, &stack),
     )
     .unwrap();
     let secret = "not-the-secret-3141";
@@ -470,39 +410,12 @@ async fn the_broker_connections_hung_reset_and_slowed_lose_nothing() {
     let admin = AdminApi::new(admin_port);
     let load = workload(300, 10_000, 43);
     let setup = setup("e2e_broker_proxy", &load, |names, stack| {
-        format!(
-            r#"name = "{connector}"
-
-[source]
-kind = "kafka"
-brokers = "127.0.0.1:{listen}"
-topics = ["^{prefix}\\..*", "{prefix}"]
-
-[transform]
-path = "{guest}"
-config = {{ salt = "{SALT}" }}
-
-[batch]
-batch-size = 256
-max-records = 500
-max-age-ms = 1000
-
-[sink]
-kind = "s3"
-bucket = "{bucket}"
-endpoint-url = "{minio}"
-region = "us-east-1"
-force-path-style = true
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-"#,
-            connector = names.connector,
-            prefix = names.prefix,
-            guest = guest("pii_mask").display(),
-            bucket = names.bucket,
-            minio = stack.minio,
-        )
+        Pipeline {
+            brokers: Some(format!("127.0.0.1:{listen}")),
+            admin: Some(admin_port),
+            ..Pipeline::default()
+        }
+        .toml(names, stack)
     })
     .await;
     let mut wrt = Wrt::start(&setup.config, &setup.dir.path().join("wrt.log"));
@@ -657,39 +570,15 @@ async fn a_poison_row_in_a_batch_costs_one_dead_letter() {
     // Early in the stream, so it is in the backlog wrt starts on, where polls are full.
     load.streaming_sql.insert(1_000, insert(MARKED_ID, 777_777));
     let setup = setup("e2e_poison_row", &load, |names, stack| {
-        format!(
-            r#"name = "{connector}"
-
-[source]
-kind = "kafka"
-brokers = "{kafka}"
-topics = ["^{prefix}\\..*"]
-
-[transform]
-path = "{guest}"
-config = {{ attack = "trap-marked", mark = "777777" }}
-
-[batch]
-batch-size = 256
-max-age-ms = 1000
-
-[pipeline]
-lanes = 1
-
-[sink]
-kind = "s3"
-bucket = "{bucket}"
-endpoint-url = "{minio}"
-region = "us-east-1"
-force-path-style = true
-"#,
-            connector = names.connector,
-            kafka = stack.kafka,
-            prefix = names.prefix,
-            guest = guest("hostile").display(),
-            bucket = names.bucket,
-            minio = stack.minio,
-        )
+        Pipeline {
+            topics: Some(format!("[\"^{}\\\\..*\"]", names.prefix)),
+            guest: "hostile",
+            config: r#"{ attack = "trap-marked", mark = "777777" }"#.into(),
+            batch: "batch-size = 256\nmax-age-ms = 1000".into(),
+            sections: "[pipeline]\nlanes = 1",
+            ..Pipeline::default()
+        }
+        .toml(names, stack)
     })
     .await;
     let writer = apply_in_background(&setup, &load);
@@ -718,23 +607,15 @@ force-path-style = true
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let mut wrt = Wrt::start(&setup.config, &setup.dir.path().join("wrt.log"));
+    let pid = wrt.child.id();
     writer.join().unwrap();
     let written = setup
         .wait_for(&load.expected, &mut wrt, Duration::from_secs(300))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while keys(&setup.s3, &setup.names.bucket, "_dead_letter/")
-        .await
-        .is_empty()
-    {
-        wrt.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "no dead letter; see {}",
-            wrt.log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    setup
+        .wait_for_key("_dead_letter/", Duration::from_secs(60), &mut wrt)
+        .await;
+    let rss = peak_rss_mib(pid);
     let log = wrt.stop();
     let lake = setup.lake().await;
     // No row of the marked id either: `assert_changes_once` allows no unknown id.
@@ -766,7 +647,7 @@ force-path-style = true
         "the reason is the guest's panic message: {dead:?}"
     );
     println!(
-        "e2e poison row: a batch of {batch} events split; {written} changes written, {in_lake} in the lake, 0 lost, 0 doubled, 1 dead letter ({}); {}",
+        "e2e poison row: a batch of {batch} events split; {written} changes written, {in_lake} in the lake, 0 lost, 0 doubled, 1 dead letter ({}), peak RSS {rss:.0} MiB; {}",
         dead[0]["reason"]["message"],
         log.lines()
             .find(|l| l.contains("failed_calls"))

@@ -24,42 +24,15 @@ fn digest(wasm: &Path) -> String {
 }
 
 fn hotswap_toml(names: &Names, stack: &Stack, admin_port: u16) -> String {
-    format!(
-        r#"name = "{connector}"
-
-[source]
-kind = "kafka"
-brokers = "{kafka}"
-topics = ["^{prefix}\\..*", "{prefix}"]
-
-[transform]
-path = "{v1}"
-
-[batch]
-batch-size = 128
-max-records = 400
-max-age-ms = 1000
-
-[sink]
-kind = "s3"
-bucket = "{bucket}"
-endpoint-url = "{minio}"
-region = "us-east-1"
-force-path-style = true
-
-[registry]
-poll-interval-ms = 500
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-"#,
-        connector = names.connector,
-        kafka = stack.kafka,
-        prefix = names.prefix,
-        v1 = guest("tagger_v1").display(),
-        bucket = names.bucket,
-        minio = stack.minio,
-    )
+    Pipeline {
+        guest: "tagger_v1",
+        config: String::new(),
+        batch: "batch-size = 128\nmax-records = 400\nmax-age-ms = 1000".into(),
+        sections: "[registry]\npoll-interval-ms = 500",
+        admin: Some(admin_port),
+        ..Pipeline::default()
+    }
+    .toml(names, stack)
 }
 
 /// The `wrt` command line, with MinIO's credentials and the given compile cache.

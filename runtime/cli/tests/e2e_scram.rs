@@ -11,7 +11,6 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
-use wrt_tests::guest;
 
 /// The variable the pipeline files name; the password is only ever in the environment.
 const PASSWORD_ENV: &str = "WRT_KAFKA_PASSWORD";
@@ -55,43 +54,17 @@ fn pipeline_toml(
     ca_file: &Path,
     admin: u16,
 ) -> String {
-    format!(
-        r#"name = "{connector}"
-
-[source]
-kind = "kafka"
-brokers = "{brokers}"
-topics = ["^{prefix}\\..*", "{prefix}"]
-auth = {{ mechanism = "scram-sha-512", username = "{user}", password-env = "{PASSWORD_ENV}", ca-file = "{ca}" }}
-
-[transform]
-path = "{guest}"
-config = {{ salt = "{SALT}" }}
-
-[batch]
-batch-size = 256
-max-records = 500
-max-age-ms = 1000
-
-[sink]
-kind = "s3"
-bucket = "{bucket}"
-endpoint-url = "{minio}"
-region = "us-east-1"
-force-path-style = true
-
-[admin]
-listen = "127.0.0.1:{admin}"
-"#,
-        connector = names.connector,
-        brokers = scram.brokers,
-        prefix = names.prefix,
-        user = scram.user,
-        ca = ca_file.display(),
-        guest = guest("pii_mask").display(),
-        bucket = names.bucket,
-        minio = stack.minio,
-    )
+    Pipeline {
+        brokers: Some(scram.brokers.clone()),
+        source: format!(
+            r#"auth = {{ mechanism = "scram-sha-512", username = "{user}", password-env = "{PASSWORD_ENV}", ca-file = "{ca}" }}"#,
+            user = scram.user,
+            ca = ca_file.display(),
+        ),
+        admin: Some(admin),
+        ..Pipeline::default()
+    }
+    .toml(names, stack)
 }
 
 /// `wrt verify --config` with the password in the environment.
@@ -122,12 +95,14 @@ async fn the_scram_listener_carries_a_workload_exactly_once() {
         &setup.dir.path().join("wrt.log"),
         &[(PASSWORD_ENV, &scram.password)],
     );
+    let pid = wrt.child.id();
     let writer = apply_in_background(&setup, &load);
     writer.join().unwrap();
     let written = setup
         .wait_for(&load.expected, &mut wrt, Duration::from_secs(300))
         .await;
     let status = admin.status().to_string();
+    let rss = peak_rss_mib(pid);
     let log = wrt.stop();
     let seconds = started.elapsed().as_secs_f64();
 
@@ -147,7 +122,7 @@ async fn the_scram_listener_carries_a_workload_exactly_once() {
         }
     }
     println!(
-        "e2e scram: {written} changes written, {in_lake} in the lake, {lost} lost, {doubled} duplicated, {seconds:.1} s"
+        "e2e scram: {written} changes written, {in_lake} in the lake, {lost} lost, {doubled} duplicated, {seconds:.1} s, peak RSS {rss:.0} MiB"
     );
     assert_exactly_once(&lake, &load.expected);
 

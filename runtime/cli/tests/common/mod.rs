@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::Client;
 use sha2::{Digest, Sha256};
 use wrt::event::Timestamp;
-use wrt_tests::repo_root;
+use wrt_tests::{guest, repo_root};
 
 pub const MINIO_USER: &str = "wrtminio";
 pub const MINIO_PASSWORD: &str = "wrtminio-secret";
@@ -151,6 +151,108 @@ impl Names {
 
     pub fn topic(&self) -> String {
         format!("{}.{}.customers", self.prefix, self.database)
+    }
+}
+
+/// A pipeline file for the end-to-end tests: the test's name, topics and bucket on the
+/// stack's broker and MinIO, the PII guest, batches of 256; each test sets only what it is
+/// about, with `..Pipeline::default()`.
+pub struct Pipeline {
+    /// `source.brokers`; the stack's plaintext listener by default.
+    pub brokers: Option<String>,
+    /// `source.topics`, a TOML array; by default the table topics and the connector's
+    /// schema-change topic.
+    pub topics: Option<String>,
+    /// More `[source]` lines (auth, librdkafka properties).
+    pub source: String,
+    /// The guest, by its name in the test build, and its config as a TOML inline table
+    /// (empty: none).
+    pub guest: &'static str,
+    pub config: String,
+    /// The `[batch]` section's lines.
+    pub batch: String,
+    /// `sink.endpoint-url`; the stack's MinIO by default.
+    pub store: Option<String>,
+    /// More `[sink]` lines (timeouts).
+    pub sink: &'static str,
+    /// Further sections, verbatim (`[pipeline]`, `[retry]`, `[registry]`).
+    pub sections: &'static str,
+    /// The admin server's port, if the test talks to it.
+    pub admin: Option<u16>,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline {
+            brokers: None,
+            topics: None,
+            source: String::new(),
+            guest: "pii_mask",
+            config: format!("{{ salt = \"{SALT}\" }}"),
+            batch: "batch-size = 256\nmax-records = 500\nmax-age-ms = 1000".into(),
+            store: None,
+            sink: "",
+            sections: "",
+            admin: None,
+        }
+    }
+}
+
+impl Pipeline {
+    pub fn toml(&self, names: &Names, stack: &Stack) -> String {
+        let line = |text: &str| {
+            if text.is_empty() {
+                String::new()
+            } else {
+                format!("{}\n", text.trim_end())
+            }
+        };
+        let topics = self.topics.clone().unwrap_or_else(|| {
+            format!(
+                "[\"^{prefix}\\\\..*\", \"{prefix}\"]",
+                prefix = names.prefix
+            )
+        });
+        let config = match self.config.as_str() {
+            "" => String::new(),
+            config => format!("config = {config}\n"),
+        };
+        let admin = self.admin.map_or(String::new(), |port| {
+            format!("\n[admin]\nlisten = \"127.0.0.1:{port}\"\n")
+        });
+        format!(
+            r#"name = "{connector}"
+
+[source]
+kind = "kafka"
+brokers = "{brokers}"
+topics = {topics}
+{source}
+[transform]
+path = "{guest}"
+{config}
+[batch]
+{batch}
+[sink]
+kind = "s3"
+bucket = "{bucket}"
+endpoint-url = "{store}"
+region = "us-east-1"
+force-path-style = true
+{sink}{sections}{admin}"#,
+            connector = names.connector,
+            brokers = self.brokers.as_deref().unwrap_or(&stack.kafka),
+            source = line(&self.source),
+            guest = guest(self.guest).display(),
+            batch = line(&self.batch),
+            bucket = names.bucket,
+            store = self.store.as_deref().unwrap_or(&stack.minio),
+            sink = line(self.sink),
+            sections = match self.sections {
+                "" => String::new(),
+                sections => format!("\n{}", line(sections)),
+            },
+        )
     }
 }
 
@@ -572,6 +674,21 @@ impl Setup {
         let want = expected.values().map(Vec::len).sum();
         wait_for_rows(&self.s3, &self.names.bucket, want, limit, wrt).await;
         want
+    }
+
+    /// Waits until some object's key starts with `prefix` (`customers/`: a first row
+    /// landed; `_dead_letter/`: a dead letter), failing after `limit` or if wrt exits.
+    pub async fn wait_for_key(&self, prefix: &str, limit: Duration, wrt: &mut Wrt) {
+        let deadline = Instant::now() + limit;
+        while keys(&self.s3, &self.names.bucket, prefix).await.is_empty() {
+            wrt.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "nothing under {prefix} after {limit:?}; see {}",
+                wrt.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Every object in the test's bucket.
