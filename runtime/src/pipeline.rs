@@ -887,12 +887,17 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
 /// `retry.max-backoff-ms`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
+/// How many refusals of one window end the run. A refusal
+/// can be momentary: MinIO answers 403 AccessDenied to a put that races the delete of the
+/// last object in its folder, which removing window markers does. A real one repeats.
+const REFUSALS_TO_END: u32 = 3;
+
 /// Writes `window` until it is durable. While the store fails, its writer holds on to it
 /// and tries again after a capped, jittered, doubling wait, and the host reports itself not
 /// ready; the lanes, finding no free writer, stop consuming, so memory stays bounded. Only
-/// a refusal (credentials, permissions, no bucket) or an outage longer than
-/// `retry.give-up-after-s` ends the run, and nothing past the last durable window is
-/// committed.
+/// a refusal (credentials, permissions, no bucket) met [`REFUSALS_TO_END`] times or an
+/// outage longer than `retry.give-up-after-s` ends the run, and nothing past the last
+/// durable window is committed.
 async fn write_durably<K: Sink>(
     shared: &Shared<K>,
     window: &Sealed,
@@ -900,6 +905,7 @@ async fn write_durably<K: Sink>(
     let telemetry = &shared.telemetry;
     let mut wait = FIRST_BACKOFF;
     let mut failing_since = None;
+    let mut refusals = 0;
     loop {
         // Each attempt only while the partition is still ours; a revocation waits for it.
         let writing = match &shared.owners {
@@ -929,7 +935,10 @@ async fn write_durably<K: Sink>(
         let first = failing_since.is_none();
         let since: Instant = *failing_since.get_or_insert_with(Instant::now);
         if !error.is_transient() {
-            return Err(error.into());
+            refusals += 1;
+            if refusals == REFUSALS_TO_END {
+                return Err(error.into());
+            }
         }
         if let Some(limit) = shared.retry.give_up_after_s
             && since.elapsed() >= Duration::from_secs(limit)
@@ -1333,6 +1342,8 @@ mod tests {
         most_in_flight: Arc<AtomicUsize>,
         /// Each write's key and when it ended.
         ended: Arc<Mutex<Vec<(String, Instant)>>>,
+        /// How many more puts to refuse, as S3 refuses bad credentials.
+        refusing: Arc<AtomicUsize>,
     }
 
     impl SlowStore {
@@ -1343,12 +1354,24 @@ mod tests {
                 in_flight: Arc::default(),
                 most_in_flight: Arc::default(),
                 ended: Arc::default(),
+                refusing: Arc::default(),
             }
         }
     }
 
     impl Sink for SlowStore {
         async fn put(&self, object: &Object) -> Result<(), SinkError> {
+            let refuse = |n: usize| n.checked_sub(1);
+            if self
+                .refusing
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, refuse)
+                .is_ok()
+            {
+                return Err(SinkError::Refused {
+                    location: object.key.clone(),
+                    message: "HTTP 403 AccessDenied".into(),
+                });
+            }
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
             let spread = object.key.bytes().map(u32::from).sum::<u32>() % 4;
@@ -1513,9 +1536,12 @@ mod tests {
     }
 
     fn run_sample(options: &Options, delay: Duration) -> Ran {
-        let records = crate::sample::sample_records();
         let dir = tempfile::tempdir().unwrap();
-        let store = SlowStore::new(dir.path(), delay);
+        run_sample_on(&SlowStore::new(dir.path(), delay), options).unwrap()
+    }
+
+    fn run_sample_on(store: &SlowStore, options: &Options) -> Result<Ran, PipelineError> {
+        let records = crate::sample::sample_records();
         let commits = Arc::new(Mutex::new(Vec::new()));
         let mut source = Recording {
             inner: MemorySource::new(records),
@@ -1527,16 +1553,14 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let summary = runtime
-            .block_on(run(
-                &mut source,
-                Current::fixed(Box::new(Passthrough)),
-                &store,
-                options,
-                &telemetry,
-                &ProgressBar::hidden(),
-            ))
-            .unwrap();
+        let summary = runtime.block_on(run(
+            &mut source,
+            Current::fixed(Box::new(Passthrough)),
+            store,
+            options,
+            &telemetry,
+            &ProgressBar::hidden(),
+        ))?;
         let objects = runtime.block_on(async {
             let mut objects = BTreeMap::new();
             for key in store.list("").await.unwrap() {
@@ -1545,12 +1569,12 @@ mod tests {
             objects
         });
         let commits = commits.lock().unwrap().clone();
-        Ran {
+        Ok(Ran {
             summary,
             commits,
             objects,
             most_in_flight: store.most_in_flight.load(Ordering::SeqCst),
-        }
+        })
     }
 
     /// The offset after each partition's last record.
@@ -1862,5 +1886,28 @@ mod tests {
                 .len(),
             ends().len()
         );
+    }
+
+    /// A refusal that does not repeat is a moment of the store's, not a verdict: the run
+    /// goes on and loses nothing. One that repeats ends it.
+    #[test]
+    fn a_refusal_ends_the_run_only_when_it_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SlowStore::new(dir.path(), Duration::ZERO);
+        store
+            .refusing
+            .store(REFUSALS_TO_END as usize - 1, Ordering::SeqCst);
+        let ran = run_sample_on(&store, &options(1, 1)).unwrap();
+        let unrefused = run_sample(&options(1, 1), Duration::ZERO);
+        assert_eq!(ran.objects, unrefused.objects);
+        let last = |ran: &Ran| ran.commits.iter().cloned().collect::<BTreeMap<_, _>>();
+        assert_eq!(last(&ran), last(&unrefused));
+        assert_eq!(last(&ran), ends());
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SlowStore::new(dir.path(), Duration::ZERO);
+        store.refusing.store(usize::MAX, Ordering::SeqCst);
+        let error = run_sample_on(&store, &options(1, 1)).err().unwrap();
+        assert!(error.to_string().contains("AccessDenied"), "{error}");
     }
 }
