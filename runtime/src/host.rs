@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::{Notify, mpsc, watch};
+use tracing::Instrument;
 
 use crate::admin::Admin;
 use crate::config::{PipelineConfig, S3Sink, SinkConfig, SourceConfig};
@@ -86,11 +87,18 @@ impl Host<'_> {
     /// Runs until the source ends or SIGTERM / Ctrl-C stops it: what is buffered is
     /// written and committed first.
     pub async fn run(self) -> Result<Summary, HostError> {
+        // Every line the pipeline logs, its guest's included, names it: a host may run several.
+        // At error level, so that no log filter that lets a line through drops its span.
+        let span = tracing::error_span!("pipeline", name = %self.config.name);
         match &self.config.sink {
-            SinkConfig::Local(local) => self.run_with(LocalDir::new(&local.path)).await,
+            SinkConfig::Local(local) => {
+                self.run_with(LocalDir::new(&local.path))
+                    .instrument(span)
+                    .await
+            }
             SinkConfig::S3(s3) => {
                 let sink = s3_sink(s3).await?;
-                self.run_with(sink).await
+                self.run_with(sink).instrument(span).await
             }
         }
     }
@@ -144,11 +152,11 @@ impl Host<'_> {
                             check_now: Arc::clone(&check_now),
                             telemetry: Arc::clone(&telemetry),
                         };
-                        tokio::spawn(watcher.run(
-                            transform.digest().to_string(),
-                            versions,
-                            stopped.clone(),
-                        ));
+                        tokio::spawn(
+                            watcher
+                                .run(transform.digest().to_string(), versions, stopped.clone())
+                                .in_current_span(),
+                        );
                         Current::watched(Box::new(transform), newer)
                     }
                     None => Current::fixed(Box::new(transform)),

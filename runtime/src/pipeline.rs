@@ -38,8 +38,9 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::config::{BatchConfig, PipelineSection, RetrySection};
 use crate::event::{ChangeEvent, Column, Outcome, OutputRecord, Timestamp, Value};
@@ -654,7 +655,10 @@ fn start_lanes<K: Sink + Clone + Send + Sync + 'static>(
             };
             let thread = std::thread::Builder::new()
                 .name(format!("wrt-lane-{index}"))
-                .spawn(move || worker.run(inputs))
+                .spawn({
+                    let span = tracing::Span::current();
+                    move || span.in_scope(|| worker.run(inputs))
+                })
                 .expect("starting a lane thread");
             Lane {
                 index,
@@ -835,13 +839,25 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
         Ok(())
     }
 
-    /// Hands a closed window to a writer, waiting for one to be free.
+    /// Hands a closed window to a writer, waiting for one to be free: a lane that gets
+    /// ahead of the writers stops consuming.
     fn dispatch(&mut self, window: Window) -> Result<(), PipelineError> {
         let shared = &self.shared;
         let permit = shared
             .handle
             .block_on(Arc::clone(&shared.writers).acquire_owned())
             .expect("the writer pool is never closed");
+        self.hand_over(window, Some(permit))
+    }
+
+    /// Seals `window` under the running version and writes it in the background, with
+    /// `permit`, or once a writer is free.
+    fn hand_over(
+        &mut self,
+        window: Window,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), PipelineError> {
+        let shared = &self.shared;
         let sealed = Sealed {
             source: window.source.clone(),
             generation: window.generation,
@@ -852,28 +868,39 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
             objects: self.batcher.objects(window)?,
         };
         shared.dispatched.fetch_add(1, Ordering::AcqRel);
+        let handle = shared.handle.clone();
         let shared = shared.clone();
-        shared.handle.clone().spawn(async move {
+        let write = async move {
+            let permit = match permit {
+                Some(permit) => permit,
+                None => Arc::clone(&shared.writers)
+                    .acquire_owned()
+                    .await
+                    .expect("the writer pool is never closed"),
+            };
             let written = write_durably(&shared, &sealed).await;
             drop(permit);
             let _ = shared.events.send(match written {
                 Ok(written) => Event::Written(written),
                 Err(e) => Event::Failed(e),
             });
-        });
+        };
+        handle.spawn(write.in_current_span());
         Ok(())
     }
 
     /// Switches to the version sent last, unless a replayed window is open (it must end
-    /// where its marker says, under the version that began it). The pause is handing the
-    /// open windows to the writers.
+    /// where its marker says, under the version that began it). The pause is sealing the
+    /// open windows under the old version; they queue for the writers without holding the
+    /// lane, which waits for a writer again at its next window: a switch adds at most one
+    /// lane's open windows to what is held.
     fn switch_if_due(&mut self) -> Result<(), PipelineError> {
         if self.next.is_none() || self.batcher.replaying() {
             return Ok(());
         }
         let paused = Instant::now();
         for window in self.batcher.close_all() {
-            self.dispatch(window)?;
+            self.hand_over(window, None)?;
         }
         let next = self.next.take().expect("checked above");
         self.batcher.switch(next.digest());

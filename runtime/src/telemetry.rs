@@ -78,7 +78,8 @@ pub struct Swap {
     pub from: String,
     pub to: String,
     pub at: String,
-    /// How long the data path stood still: open windows written, then the switch.
+    /// How long the data path stood still: open windows sealed and queued for the writers,
+    /// then the switch.
     pub pause_ms: f64,
 }
 

@@ -127,26 +127,11 @@ impl Watcher {
     }
 
     async fn poll(&mut self) -> anyhow::Result<()> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&self.prefix)
-            .into_paginator()
-            .send();
-        let mut new = Vec::new();
         let seen_at = now_ns();
-        while let Some(page) = pages.next().await {
-            for object in page?.contents() {
-                let key = object.key().unwrap_or_default();
-                let relative = &key[self.prefix.len()..];
-                // Markers, dead letters and DDL rows are not rows of the stream.
-                if relative.starts_with('_') || self.seen.contains_key(key) {
-                    continue;
-                }
-                self.seen.insert(key.to_string(), seen_at);
-                new.push(key.to_string());
-            }
+        let mut new = row_objects(&self.client, &self.bucket, &self.prefix).await?;
+        new.retain(|key| !self.seen.contains_key(key));
+        for key in &new {
+            self.seen.insert(key.clone(), seen_at);
         }
         for key in new {
             let body = self
@@ -168,6 +153,27 @@ impl Watcher {
         }
         Ok(())
     }
+}
+
+/// The keys of the row objects under `prefix`: not window markers, the registry, dead
+/// letters or DDL rows, whose keys start with `_` below it.
+pub async fn row_objects(s3: &Client, bucket: &str, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    let mut keys = Vec::new();
+    while let Some(page) = pages.next().await {
+        for object in page?.contents() {
+            let key = object.key().unwrap_or_default();
+            if !key[prefix.len()..].starts_with('_') {
+                keys.push(key.to_string());
+            }
+        }
+    }
+    Ok(keys)
 }
 
 /// `_commit_time` of every line of a gzipped JSON Lines object, in nanoseconds.

@@ -5,13 +5,15 @@
 //! 3 wrt with the Rust guest; 4 wrt with the JavaScript guest; 5 the peer (Benthos with
 //! Kafka/S3 plugins and the PII logic in Bloblang, `bench/peer/`). Every row is its own
 //! process, joins a fresh consumer group, writes under a fresh prefix, and counts as done
-//! when the group's committed offsets cover every record.
+//! when the group's committed offsets cover every record. Then the switch pauses of one more
+//! `wrt` process whose transform is replaced while it reads (`switches`).
 
 mod children;
 mod fresh;
 mod load;
 mod measure;
 mod report;
+mod switches;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -74,9 +76,13 @@ struct RunArgs {
     /// The peer binary (`bench/peer`); row 5 is reported as not run without it.
     #[arg(long)]
     peer: Option<PathBuf>,
-    /// Run only these rows (raw, native, rust-guest, baseline, js-guest, peer); all by default.
+    /// Run only these rows (raw, native, rust-guest, baseline, js-guest, peer) and the switch
+    /// pauses (switches); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Transform switches in the switch-pause run (the host's `/status` keeps the last 50).
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(2..=50))]
+    switches: u32,
     /// Skip the freshness runs.
     #[arg(long)]
     no_freshness: bool,
@@ -336,6 +342,38 @@ fn run(mut args: RunArgs) -> anyhow::Result<()> {
         results.push(result);
     }
 
+    let switches = if args.only.is_empty() || args.only.iter().any(|o| o == "switches") {
+        let bench = Bench {
+            args: &args,
+            run_id: &run_id,
+            row: "switches",
+            engine: &Engine::Raw,
+            ticks,
+        };
+        eprintln!("switches: {} while wrt reads the workload", args.switches);
+        let wrt = args.wrt.as_deref().expect("set above");
+        Some(
+            switches::measure(
+                &bench,
+                wrt,
+                &s3,
+                &runtime,
+                &topics,
+                change_events,
+                args.switches as usize,
+            )
+            .map_err(|e| format!("failed: {e:#}")),
+        )
+    } else {
+        None
+    };
+    if let Some(Ok(s)) = &switches {
+        eprintln!(
+            "switches: pause p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            s.p50_ms, s.p99_ms, s.max_ms
+        );
+    }
+
     let report = Report {
         started: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         machine: report::Machine {
@@ -364,6 +402,7 @@ fn run(mut args: RunArgs) -> anyhow::Result<()> {
         },
         ratios: report::ratios(&results),
         rows: results,
+        switches,
     };
     std::fs::write(
         args.out.join("cdc.json"),
@@ -578,25 +617,7 @@ output:
         let commits = measure::Commits::new(&self.args.brokers, &group, topics)?;
         let log = self.log(&format!("throughput-{run}"));
         let mut running = measure::spawn(command, &log)?;
-        // A row may be slow (the JavaScript guest takes most of an hour), but not stuck.
-        let stall = Duration::from_secs(300);
-        let (mut committed, mut moved) = (0, Instant::now());
-        loop {
-            std::thread::sleep(Duration::from_millis(100));
-            running.check_alive(&log)?;
-            let now = commits.committed()?;
-            if now >= topics.total() {
-                break;
-            }
-            if now != committed {
-                (committed, moved) = (now, Instant::now());
-            }
-            anyhow::ensure!(
-                moved.elapsed() < stall,
-                "no commit for {stall:?} ({committed} of {} committed)",
-                topics.total()
-            );
-        }
+        commits.wait_for_all(topics.total(), &mut running, &log)?;
         let seconds = running.started.elapsed().as_secs_f64();
         let stats = measure::proc_stats(running.child.id(), self.ticks)?;
         let split = match self.engine {

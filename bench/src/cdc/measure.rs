@@ -183,6 +183,34 @@ impl Commits {
             .sum())
     }
 
+    /// Waits until the group's committed offsets cover all `total` records, checking on
+    /// `running` (its output in `log`) as it goes. A row may be slow (the JavaScript guest
+    /// takes most of an hour), but one with no commit for 300 s is stuck.
+    pub fn wait_for_all(
+        &self,
+        total: i64,
+        running: &mut Running,
+        log: &Path,
+    ) -> anyhow::Result<()> {
+        let stall = Duration::from_secs(300);
+        let (mut committed, mut moved) = (0, Instant::now());
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            running.check_alive(log)?;
+            let now = self.committed()?;
+            if now >= total {
+                return Ok(());
+            }
+            if now != committed {
+                (committed, moved) = (now, Instant::now());
+            }
+            anyhow::ensure!(
+                moved.elapsed() < stall,
+                "no commit for {stall:?} ({committed} of {total} committed)"
+            );
+        }
+    }
+
     /// Whether the group has a member with partitions (it has joined and will read).
     pub fn joined(&self, group: &str) -> anyhow::Result<bool> {
         let groups = self

@@ -15,6 +15,8 @@ pub struct Report {
     pub settings: Settings,
     pub rows: Vec<RowResult>,
     pub ratios: Vec<Ratio>,
+    /// The switch-pause run, or why it failed; none when not run.
+    pub switches: Option<Result<crate::switches::Switches, String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -275,6 +277,30 @@ pub fn markdown(report: &Report) -> String {
             num(r.cpu, 3)
         );
     }
+    match &report.switches {
+        None => {}
+        Some(Err(e)) => out += &format!("\nSwitch pauses: {e}\n"),
+        Some(Ok(s)) => {
+            let all: Vec<String> = s.pauses_ms.iter().map(|p| format!("{p:.1}")).collect();
+            out += &format!(
+                "\nSwitch pauses (`wrt run --watch` with the `tagger` guest over the same \
+                 workload, its file replaced by the other version {} times, each once the \
+                 last had happened; {} while records were left to commit): the host's own \
+                 figure, how long its lanes stood still at the batch boundary. p50 {:.1} ms, \
+                 p99 {:.1} ms, max {:.1} ms. Read back: {} objects, {} rows (one per change \
+                 event), each object holding only the version its key names. All pauses, in \
+                 order, ms: {}.\n",
+                s.switches,
+                s.under_load,
+                s.p50_ms,
+                s.p99_ms,
+                s.max_ms,
+                s.objects,
+                s.rows,
+                all.join(", ")
+            );
+        }
+    }
     out
 }
 
@@ -416,6 +442,16 @@ mod tests {
             },
             ratios: ratios(&rows),
             rows,
+            switches: Some(Ok(crate::switches::Switches {
+                switches: 3,
+                under_load: 2,
+                p50_ms: 4.0,
+                p99_ms: 9.0,
+                max_ms: 9.0,
+                objects: 7,
+                rows: 10,
+                pauses_ms: vec![4.0, 9.0, 1.5],
+            })),
         }
     }
 
@@ -440,6 +476,8 @@ mod tests {
         assert!(md.contains("| WASM cost | rust-guest / native | 0.500 | 2.000 |"));
         assert!(md.contains("| 3 | rust-guest (detail) | 0.25 | 0.50 |"));
         assert!(!md.contains("| 4 | js-guest (detail) | 2"));
+        assert!(md.contains("p50 4.0 ms, p99 9.0 ms, max 9.0 ms"), "{md}");
+        assert!(md.contains("in order, ms: 4.0, 9.0, 1.5."), "{md}");
     }
 
     #[test]

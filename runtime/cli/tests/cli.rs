@@ -282,7 +282,15 @@ fn deploys_and_rollbacks_move_the_registry_pointer() {
         "{}",
         text(&out.stdout)
     );
-    let out = run(&["deploy", v2.to_str().unwrap(), "--by", "tester"]);
+    // Checked under Winch by default; under the hosts' Cranelift when asked.
+    let out = run(&[
+        "deploy",
+        v2.to_str().unwrap(),
+        "--by",
+        "tester",
+        "--check-with",
+        "cranelift",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     // Refused: another world, and events the transform rejects.
@@ -472,18 +480,39 @@ fn what_a_guest_prints_is_logged_with_its_tags() {
         "--config",
         "attack=print",
     ];
-    let out = wrt(&args, &repo_root());
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stderr = text(&out.stderr);
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("hostile guest prints at offset 0"))
-        .unwrap_or_else(|| panic!("no guest line in:\n{stderr}"));
+    // The first line the guest printed, from a run that succeeded.
+    let guest_line = |out: Output| {
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        stderr
+            .lines()
+            .find(|l| l.contains("hostile guest prints at offset 0"))
+            .unwrap_or_else(|| panic!("no guest line in:\n{stderr}"))
+            .to_string()
+    };
+    let line = guest_line(wrt(&args, &repo_root()));
     assert!(
         line.contains("wrt::guest")
             && line.contains("version=")
             && line.contains("position=shop.shop.customers/")
             && line.contains("stream=\"stdout\""),
+        "{line}"
+    );
+
+    // Under `wrt run`, the line also names the pipeline.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("printing.toml"),
+        format!(
+            "name = \"printing\"\n[source]\nkind = \"sample\"\n[transform]\npath = \"{}\"\n\
+             [transform.config]\nattack = \"print\"\n[sink]\nkind = \"local\"\npath = \"lake\"\n",
+            hostile.display()
+        ),
+    )
+    .unwrap();
+    let line = guest_line(wrt(&["run", "--config", "printing.toml"], dir.path()));
+    assert!(
+        line.contains("pipeline{name=printing}") && line.contains("version="),
         "{line}"
     );
 }

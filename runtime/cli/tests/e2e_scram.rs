@@ -148,22 +148,8 @@ async fn the_scram_listener_carries_a_workload_exactly_once() {
 
 /// Runs `wrt run` until it exits, failing after 30 s; returns how long it took and its output.
 fn run_until_exit(config: &Path, log: &Path, password: &str) -> (Duration, String) {
-    let mut wrt = Wrt::start_with_env(config, log, &[(PASSWORD_ENV, password)]);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = wrt.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "wrt still runs 30 s after the broker refused it; see {}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = std::fs::read_to_string(log).unwrap();
-    assert!(!status.success(), "{output}");
-    (started.elapsed(), output)
+    Wrt::start_with_env(config, log, &[(PASSWORD_ENV, password)])
+        .wait_failure(Duration::from_secs(30))
 }
 
 /// A refused login is not an outage: `wrt run` and `wrt verify` stop within seconds, naming

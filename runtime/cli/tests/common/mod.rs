@@ -483,6 +483,26 @@ impl Wrt {
         }
     }
 
+    /// Waits for a host that must stop by itself (a refusal) to fail, at most `limit`;
+    /// returns how long it ran and its log.
+    pub fn wait_failure(&mut self, limit: Duration) -> (Duration, String) {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "wrt still runs after {limit:?}; see {}",
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(!status.success(), "wrt exited 0:\n{log}");
+        (started.elapsed(), log)
+    }
+
     pub fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();

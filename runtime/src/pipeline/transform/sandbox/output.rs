@@ -1,5 +1,6 @@
 //! What a guest writes to its stdout and stderr. Each line goes to the host log, tagged with
-//! the transform version and the batch's first source position, at most [`LINES_PER_SECOND`]
+//! the transform version and the batch's first source position (and, under `wrt run`, the
+//! pipeline's name, from the host's span), at most [`LINES_PER_SECOND`]
 //! a second per instance, so a guest that prints per event cannot flood the log. The stderr
 //! of the call under way is also kept (its last [`KEPT`] bytes): a Rust guest prints its
 //! panic message there just before it traps, and the dead letter should say it.
