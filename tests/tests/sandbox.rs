@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use wrt::event::{ChangeEvent, Column, Operation, Source, Timestamp, Value};
 use wrt::pipeline::decode::Decoder;
-use wrt::pipeline::transform::sandbox::{Limits, LoadError, Sandbox, WasmTransform};
+use wrt::pipeline::transform::sandbox::{Compiler, Limits, LoadError, Sandbox, WasmTransform};
 use wrt::pipeline::transform::{FailureKind, Transform};
 use wrt::pipeline::{Emit, transform_records};
 use wrt_tests::guest;
@@ -44,10 +44,19 @@ fn event(table: &str, id: i64) -> ChangeEvent {
 }
 
 fn hostile(attack: &str, extra: &[(&str, &str)], limits: Limits) -> WasmTransform {
+    hostile_on(Compiler::Optimizing, attack, extra, limits)
+}
+
+fn hostile_on(
+    compiler: Compiler,
+    attack: &str,
+    extra: &[(&str, &str)],
+    limits: Limits,
+) -> WasmTransform {
     let wasm = std::fs::read(guest("hostile")).unwrap();
     let mut config: BTreeMap<String, String> = [("attack".to_string(), attack.to_string())].into();
     config.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Sandbox::new(None)
+    Sandbox::with_compiler(None, compiler)
         .unwrap()
         .load(&wasm, config, limits)
         .unwrap()
@@ -130,7 +139,17 @@ fn opening_a_socket_is_refused() {
 /// fails alone, dead-letters it with the reason, passes the others through, and the
 /// transform recovers for the next batch.
 fn assert_stopped(attack: &str, limits: Limits, kind: FailureKind, reason: &str) -> Duration {
-    let mut transform = hostile(attack, &[], limits);
+    assert_stopped_on(Compiler::Optimizing, attack, limits, kind, reason)
+}
+
+fn assert_stopped_on(
+    compiler: Compiler,
+    attack: &str,
+    limits: Limits,
+    kind: FailureKind,
+    reason: &str,
+) -> Duration {
+    let mut transform = hostile_on(compiler, attack, &[], limits);
     let records: Vec<_> = [("orders", 1), ("attack", 2), ("orders", 3)]
         .into_iter()
         .map(|(table, id)| record_for(&event(table, id)))
@@ -164,6 +183,22 @@ fn an_endless_loop_is_stopped_at_the_deadline() {
     };
     let took = assert_stopped("loop", limits, FailureKind::Timeout, "CPU deadline");
     assert!(took < Duration::from_secs(3), "stopped only after {took:?}");
+}
+
+/// `wrt deploy` checks under Winch, which has no epochs: a fuel budget stops the loop, and
+/// the memory cap and traps hold as under Cranelift.
+#[test]
+fn under_the_baseline_compiler_the_limits_hold() {
+    let limits = Limits {
+        call_timeout: Duration::from_millis(200),
+        memory: 32 << 20,
+    };
+    let baseline =
+        |attack, kind, reason| assert_stopped_on(Compiler::Baseline, attack, limits, kind, reason);
+    let took = baseline("loop", FailureKind::Timeout, "CPU deadline");
+    assert!(took < Duration::from_secs(3), "stopped only after {took:?}");
+    baseline("alloc", FailureKind::MemoryLimit, "memory cap of 32 MiB");
+    baseline("trap", FailureKind::Trap, "unreachable");
 }
 
 #[test]

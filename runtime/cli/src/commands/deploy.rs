@@ -9,7 +9,7 @@ use wrt::pipeline::Emit;
 use wrt::pipeline::sink::{LocalDir, Sink};
 use wrt::pipeline::source;
 use wrt::pipeline::transform::Transform;
-use wrt::pipeline::transform::sandbox::{Loader, WasmTransform};
+use wrt::pipeline::transform::sandbox::{Compiler, Loader, WasmTransform};
 use wrt::registry::{Action, Registry, RegistryError, Seen, rollback_target};
 
 use super::{read_component, replay, s3_sink, section_loader};
@@ -66,7 +66,9 @@ impl Target {
 /// The component must implement the WIT world and initialise with the pipeline's transform
 /// configuration; with --events it must also process them without a trap or a rejected
 /// event, and give the same output again on the same instance and on a fresh one that takes
-/// the batches in reverse order (hosts replay from a fresh instance). Only then is it uploaded (by content digest) and the pipeline's pointer moved, by
+/// the batches in reverse order (hosts replay from a fresh instance). The checks compile
+/// with Winch, a baseline compiler, unless --check-with says otherwise. Only then is it
+/// uploaded (by content digest) and the pipeline's pointer moved, by
 /// a conditional write on the version read when the deploy began: if another deploy moved
 /// it meanwhile, this one fails with a conflict and changes nothing.
 #[derive(Debug, clap::Args)]
@@ -94,6 +96,18 @@ pub struct Deploy {
     /// Who deploys, for the history; `$USER@<host>` by default.
     #[arg(long, value_name = "NAME")]
     by: Option<String>,
+
+    /// The compiler the checks run under: winch compiles many times faster; cranelift (the
+    /// hosts' compiler) also takes components using what Winch lacks (tail calls,
+    /// exceptions, GC).
+    #[arg(long, value_enum, default_value = "winch", value_name = "COMPILER")]
+    check_with: CheckCompiler,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CheckCompiler {
+    Winch,
+    Cranelift,
 }
 
 impl Deploy {
@@ -110,7 +124,11 @@ impl RegistryCommand for Deploy {
         config: &PipelineConfig,
         cache_dir: Option<PathBuf>,
     ) -> anyhow::Result<ExitCode> {
-        let loader = section_loader(&config.transform, cache_dir)?;
+        let compiler = match self.check_with {
+            CheckCompiler::Winch => Compiler::Baseline,
+            CheckCompiler::Cranelift => Compiler::Optimizing,
+        };
+        let loader = section_loader(&config.transform, cache_dir, compiler)?;
         let by = self.by.clone().unwrap_or_else(default_author);
         let batch_size = config.batch.batch_size;
         let message = ship(
@@ -258,7 +276,7 @@ impl RegistryCommand for Rollback {
         }
         // It loaded when it was deployed; check again, in case it was put there by hand.
         let wasm = registry.download(&to).await?;
-        let loader = section_loader(&config.transform, cache_dir)?;
+        let loader = section_loader(&config.transform, cache_dir, Compiler::Baseline)?;
         tokio::task::block_in_place(|| loader.load(&wasm))
             .with_context(|| format!("refused to roll back to {to}; nothing was changed"))?;
         let by = self.by.unwrap_or_else(default_author);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use wrt::config::{PipelineConfig, S3Sink};
+use wrt::pipeline::transform::sandbox::Compiler;
 use wrt::registry::Registry;
 use wrt_infra::{HostBinary, Stack, Topology, TransformDeploy};
 
@@ -221,7 +222,7 @@ fn transform_deploy(
     let hosts = PipelineConfig::load(&file);
     let _ = std::fs::remove_file(&file);
     let hosts = hosts.context("the hosts' pipeline file does not load in this wrt")?;
-    let loader = section_loader(&hosts.transform, None)?;
+    let loader = section_loader(&hosts.transform, None, Compiler::Baseline)?;
     let sink = S3Sink {
         endpoint_url: topology.endpoint_url.clone(),
         force_path_style: topology.endpoint_url.is_some(),

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use wrt::config::TransformSection;
 use wrt::host::{load_file, read_component, s3_sink};
-use wrt::pipeline::transform::sandbox::{Limits, Loader, Sandbox, TransformConfig, WasmTransform};
+use wrt::pipeline::transform::sandbox::{
+    Compiler, Limits, Loader, Sandbox, TransformConfig, WasmTransform,
+};
 
 /// wrt: run WebAssembly transforms over Debezium change events and land them in a data lake.
 #[derive(Debug, clap::Parser)]
@@ -91,19 +93,21 @@ impl TransformArgs {
             self.timeout_ms,
             self.cache_dir.clone(),
             config.iter().cloned().collect(),
+            Compiler::Optimizing,
         )?;
         Ok(load_file(&loader, &self.transform)?)
     }
 }
 
-/// A sandbox with these limits and transform configuration.
+/// A sandbox with these limits, transform configuration and compiler.
 fn loader(
     memory_mb: usize,
     timeout_ms: u64,
     cache_dir: Option<PathBuf>,
     config: TransformConfig,
+    compiler: Compiler,
 ) -> anyhow::Result<Loader> {
-    let sandbox = Sandbox::new(cache_dir.or_else(default_cache_dir))?;
+    let sandbox = Sandbox::with_compiler(cache_dir.or_else(default_cache_dir), compiler)?;
     let limits = Limits {
         memory: memory_mb << 20,
         call_timeout: Duration::from_millis(timeout_ms),
@@ -115,12 +119,14 @@ fn loader(
 fn section_loader(
     section: &TransformSection,
     cache_dir: Option<PathBuf>,
+    compiler: Compiler,
 ) -> anyhow::Result<Loader> {
     loader(
         section.memory_mb,
         section.timeout_ms,
         cache_dir,
         section.config.clone(),
+        compiler,
     )
 }
 

@@ -7,6 +7,7 @@ use wrt::config::{
     SourceConfig, TransformSection,
 };
 use wrt::host::{Host, Transforms, load_file};
+use wrt::pipeline::transform::sandbox::Compiler;
 use wrt::pipeline::{Options, Summary};
 
 use super::{key_value, section_loader};
@@ -125,7 +126,7 @@ impl Run {
              registry; remove --watch, or the [registry] section"
         );
         let section = &config.transform;
-        let loader = section_loader(section, self.cache_dir.clone())?;
+        let loader = section_loader(section, self.cache_dir.clone(), Compiler::Optimizing)?;
         if self.check {
             let transform = load_file(&loader, &section.path)?;
             println!(

@@ -3,7 +3,8 @@
 //! What a guest gets: WASI with no preopened directory, no environment, no sockets or name
 //! lookups, a wall clock stuck at 1970 (time comes from the events), plus the `wrt:transform`
 //! imports. What it cannot take: more memory than [`Limits::memory`] (the growing call traps)
-//! or more than [`Limits::call_timeout`] of one call (an epoch deadline interrupts it).
+//! or more than [`Limits::call_timeout`] of one call (an epoch deadline interrupts it, or
+//! under [`Compiler::Baseline`] a fuel budget).
 //! After a failed call the instance is dropped and a fresh one is made for the next call.
 //!
 //! What a guest prints goes to the host log, and a trap's reason carries what it wrote to
@@ -41,6 +42,22 @@ use crate::event::{ChangeEvent, Outcome, Source, Timestamp};
 
 /// How often the epoch advances: the resolution of the per-call CPU deadline.
 const TICK: Duration = Duration::from_millis(10);
+
+/// A call's budget per second of [`Limits::call_timeout`] under [`Compiler::Baseline`]: about
+/// what baseline code executes in a second here (one unit of fuel per wasm operator).
+const FUEL_PER_SECOND: u64 = 1_000_000_000;
+
+/// Which compiler turns a component into machine code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compiler {
+    /// Cranelift: optimised code, slow to make. For hosts, which run a version for long.
+    #[default]
+    Optimizing,
+    /// Winch, a baseline compiler: code made many times faster, which runs slower. For
+    /// checks that run a version a few times (`wrt deploy`). Winch cannot stop a call at an
+    /// epoch, so a call's deadline is a fuel budget instead ([`FUEL_PER_SECOND`]).
+    Baseline,
+}
 
 /// Per-instance resource caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +106,7 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
+    compiler: Compiler,
 }
 
 /// A component compiled and checked against the world, ready to instantiate.
@@ -96,6 +114,7 @@ pub struct Sandbox {
 pub struct Compiled {
     digest: String,
     pre: TransformerPre<HostState>,
+    compiler: Compiler,
 }
 
 impl Compiled {
@@ -108,10 +127,26 @@ impl Compiled {
 impl Sandbox {
     /// A sandbox whose compiled components are cached under `cache_dir`, keyed by digest.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
+        Sandbox::with_compiler(cache_dir, Compiler::Optimizing)
+    }
+
+    /// [`Sandbox::new`] with the given compiler.
+    pub fn with_compiler(
+        cache_dir: Option<PathBuf>,
+        compiler: Compiler,
+    ) -> Result<Self, LoadError> {
         let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
+        config.wasm_component_model(true);
+        match compiler {
+            Compiler::Optimizing => config.epoch_interruption(true),
+            Compiler::Baseline => config
+                .strategy(wasmtime::Strategy::Winch)
+                .consume_fuel(true),
+        };
         let engine = Engine::new(&config).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        spawn_epoch_ticker(&engine);
+        if compiler == Compiler::Optimizing {
+            spawn_epoch_ticker(&engine);
+        }
 
         let mut linker = Linker::new(&engine);
         let world_error = |e: wasmtime::Error| LoadError::World(format!("{e:#}"));
@@ -123,6 +158,7 @@ impl Sandbox {
             engine,
             linker,
             cache_dir,
+            compiler,
         })
     }
 
@@ -130,16 +166,30 @@ impl Sandbox {
     pub fn compile(&self, wasm: &[u8]) -> Result<Compiled, LoadError> {
         let digest = hex::encode(Sha256::digest(wasm));
         let component = match &self.cache_dir {
-            Some(dir) => self.compile_cached(wasm, &digest, dir)?,
-            None => Component::new(&self.engine, wasm)
-                .map_err(|e| LoadError::Compile(format!("{e:#}")))?,
+            Some(dir) => self.compile_cached(wasm, &digest, dir),
+            None => {
+                Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))
+            }
+        };
+        let component = match (component, self.compiler) {
+            (Err(LoadError::Compile(e)), Compiler::Baseline) => {
+                return Err(LoadError::Compile(format!(
+                    "{e} (compiled with Winch, which lacks tail calls, exceptions and GC; \
+                     `wrt deploy --check-with cranelift` checks with the hosts' compiler)"
+                )));
+            }
+            (component, _) => component?,
         };
         let pre = self
             .linker
             .instantiate_pre(&component)
             .and_then(TransformerPre::new)
             .map_err(|e| LoadError::World(format!("{e:#}")))?;
-        Ok(Compiled { digest, pre })
+        Ok(Compiled {
+            digest,
+            pre,
+            compiler: self.compiler,
+        })
     }
 
     /// Makes a running instance and calls its `init`.
@@ -243,8 +293,20 @@ fn add_deterministic_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()
     Ok(())
 }
 
-fn deadline_ticks(limits: Limits) -> u64 {
-    (limits.call_timeout.as_millis().div_ceil(TICK.as_millis()) as u64).max(1)
+/// Gives the next call of `store` its deadline: epochs, or fuel under Winch.
+fn arm_deadline(store: &mut Store<HostState>, compiler: Compiler, limits: Limits) {
+    match compiler {
+        Compiler::Optimizing => {
+            let ticks = limits.call_timeout.as_millis().div_ceil(TICK.as_millis()) as u64;
+            store.set_epoch_deadline(ticks.max(1));
+        }
+        Compiler::Baseline => {
+            let fuel = limits.call_timeout.as_secs_f64() * FUEL_PER_SECOND as f64;
+            store
+                .set_fuel((fuel as u64).max(1))
+                .expect("a baseline engine consumes fuel");
+        }
+    }
 }
 
 /// Everything needed to turn component bytes into a running transform: the sandbox, the
@@ -336,7 +398,7 @@ impl Transform for WasmTransform {
                     e.source.topic, e.source.partition, e.source.offset
                 )
             }));
-        live.arm_deadline(self.limits);
+        arm_deadline(&mut live.store, self.compiled.compiler, self.limits);
         let result = live
             .bindings
             .wrt_transform_transform()
@@ -400,7 +462,7 @@ impl Live {
         let mut store = Store::new(compiled.pre.engine(), state);
         store.limiter(|state| &mut state.memory);
         // Instantiation runs guest start-up code, so it is under the deadline too.
-        store.set_epoch_deadline(deadline_ticks(limits));
+        arm_deadline(&mut store, compiled.compiler, limits);
         let bindings = compiled
             .pre
             .instantiate(&mut store)
@@ -421,10 +483,6 @@ impl Live {
         }
     }
 
-    fn arm_deadline(&mut self, limits: Limits) {
-        self.store.set_epoch_deadline(deadline_ticks(limits));
-    }
-
     /// Names what went wrong from the trap and the limiter's record, never from message text.
     fn classify(&self, error: &wasmtime::Error) -> BatchFailure {
         if let Some(cap) = &self.store.data().memory.hit {
@@ -434,7 +492,7 @@ impl Live {
             };
         }
         match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => BatchFailure {
+            Some(Trap::Interrupt | Trap::OutOfFuel) => BatchFailure {
                 kind: FailureKind::Timeout,
                 message: format!(
                     "the call was stopped after its CPU deadline ({})",
