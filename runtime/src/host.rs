@@ -109,11 +109,14 @@ impl Host<'_> {
     ) -> Result<Summary, HostError> {
         let config = self.config;
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("stopping: writing what is buffered, then committing");
-            let _ = stop.send(true);
-        });
+        tokio::spawn(
+            async move {
+                shutdown_signal().await;
+                tracing::info!("stopping: writing what is buffered, then committing");
+                let _ = stop.send(true);
+            }
+            .in_current_span(),
+        );
 
         let check_now = Arc::new(Notify::new());
         let (current, telemetry) = match self.transforms {
@@ -284,7 +287,8 @@ async fn deployed_or_file<K: Sink>(
     let deployed = match registry.download(&digest).await {
         Ok(wasm) => {
             let loader = loader.clone();
-            match tokio::task::spawn_blocking(move || loader.load(&wasm)).await {
+            let span = tracing::Span::current();
+            match tokio::task::spawn_blocking(move || span.in_scope(|| loader.load(&wasm))).await {
                 Ok(loaded) => loaded.map_err(|e| e.to_string()),
                 Err(e) => Err(format!("the loading thread failed: {e}")),
             }

@@ -892,7 +892,7 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
     /// Switches to the version sent last, unless a replayed window is open (it must end
     /// where its marker says, under the version that began it). The pause is sealing the
     /// open windows under the old version; they queue for the writers without holding the
-    /// lane, which waits for a writer again at its next window: a switch adds at most one
+    /// lane, which waits for a writer again at its next window: each switch adds at most the
     /// lane's open windows to what is held.
     fn switch_if_due(&mut self) -> Result<(), PipelineError> {
         if self.next.is_none() || self.batcher.replaying() {
@@ -914,9 +914,9 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
 /// `retry.max-backoff-ms`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
-/// How many refusals of one window end the run. A refusal
-/// can be momentary: MinIO answers 403 AccessDenied to a put that races the delete of the
-/// last object in its folder, which removing window markers does. A real one repeats.
+/// How many refusals of one window end the run. A refusal can be momentary: MinIO answers
+/// 403 AccessDenied to a put that races the delete of the last object in its folder, which
+/// removing window markers does. A real one repeats.
 const REFUSALS_TO_END: u32 = 3;
 
 /// Writes `window` until it is durable. While the store fails, its writer holds on to it

@@ -185,8 +185,8 @@ fn an_endless_loop_is_stopped_at_the_deadline() {
     assert!(took < Duration::from_secs(3), "stopped only after {took:?}");
 }
 
-/// `wrt deploy` checks under Winch, which has no epochs: a fuel budget stops the loop, and
-/// the memory cap and traps hold as under Cranelift.
+/// `wrt deploy` checks under Winch: the deadline, the memory cap and traps hold as under
+/// Cranelift.
 #[test]
 fn under_the_baseline_compiler_the_limits_hold() {
     let limits = Limits {

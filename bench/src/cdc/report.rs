@@ -287,9 +287,9 @@ pub fn markdown(report: &Report) -> String {
                  workload, its file replaced by the other version {} times, each once the \
                  last had happened; {} while records were left to commit): the host's own \
                  figure, how long its lanes stood still at the batch boundary. p50 {:.1} ms, \
-                 p99 {:.1} ms, max {:.1} ms. Read back: {} objects, {} rows (one per change \
-                 event), each object holding only the version its key names. All pauses, in \
-                 order, ms: {}.\n",
+                 p99 {:.1} ms (nearest rank), max {:.1} ms. Read back: {} objects, {} rows (one \
+                 per change event), each object holding only the version its key names, no \
+                 window written by both. All pauses, in order, ms: {}.\n",
                 s.switches,
                 s.under_load,
                 s.p50_ms,
@@ -476,7 +476,10 @@ mod tests {
         assert!(md.contains("| WASM cost | rust-guest / native | 0.500 | 2.000 |"));
         assert!(md.contains("| 3 | rust-guest (detail) | 0.25 | 0.50 |"));
         assert!(!md.contains("| 4 | js-guest (detail) | 2"));
-        assert!(md.contains("p50 4.0 ms, p99 9.0 ms, max 9.0 ms"), "{md}");
+        assert!(
+            md.contains("p50 4.0 ms, p99 9.0 ms (nearest rank), max 9.0 ms"),
+            "{md}"
+        );
         assert!(md.contains("in order, ms: 4.0, 9.0, 1.5."), "{md}");
     }
 

@@ -3,7 +3,8 @@
 //! the host takes them. Each switch's pause is what the host itself reports (`/status`):
 //! how long its lanes stood still at the batch boundary, closing their open windows and
 //! handing them to the writers. Then every object is read back: its rows must all carry the
-//! version its key names, and the rows must add up to the workload's change events.
+//! version its key names, no window may have been written by both versions, and the rows
+//! must add up to the workload's change events.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -165,6 +166,7 @@ async fn read_back(
     versions: &[(&'static str, Vec<u8>, String); 2],
 ) -> anyhow::Result<(usize, u64)> {
     let (mut objects, mut rows) = (0, 0);
+    let mut windows = BTreeSet::new();
     for key in fresh::row_objects(s3, bucket, prefix).await? {
         let within = &key[prefix.len()..];
         let Some((name, _, _)) = versions
@@ -173,6 +175,12 @@ async fn read_back(
         else {
             bail!("{key} names neither version");
         };
+        // A window written twice (once by each version) would show as one start twice.
+        let window = &within[..within.len() - ".jsonl.gz".len() - 13];
+        ensure!(
+            windows.insert(window.to_string()),
+            "{window} was written by both versions"
+        );
         let body = s3.get_object().bucket(bucket).key(&key).send().await?;
         let bytes = body.body.collect().await?.into_bytes();
         let mut text = String::new();

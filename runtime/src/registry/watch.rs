@@ -105,7 +105,9 @@ impl<K: Sink> Watcher<K> {
                 }
             };
             let loader = self.loader.clone();
-            let loaded = tokio::task::spawn_blocking(move || loader.load(&wasm))
+            // The guest's `init` may print: under the pipeline's span, like its calls.
+            let span = tracing::Span::current();
+            let loaded = tokio::task::spawn_blocking(move || span.in_scope(|| loader.load(&wasm)))
                 .await
                 .expect("loading a component does not panic");
             match loaded {

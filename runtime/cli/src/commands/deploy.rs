@@ -97,6 +97,13 @@ pub struct Deploy {
     #[arg(long, value_name = "NAME")]
     by: Option<String>,
 
+    #[command(flatten)]
+    check: Check,
+}
+
+/// Which compiler the checks of a version run under.
+#[derive(Debug, Clone, clap::Args)]
+struct Check {
     /// The compiler the checks run under: winch compiles many times faster; cranelift (the
     /// hosts' compiler) also takes components using what Winch lacks (tail calls,
     /// exceptions, GC).
@@ -108,6 +115,15 @@ pub struct Deploy {
 enum CheckCompiler {
     Winch,
     Cranelift,
+}
+
+impl Check {
+    fn compiler(&self) -> Compiler {
+        match self.check_with {
+            CheckCompiler::Winch => Compiler::Baseline,
+            CheckCompiler::Cranelift => Compiler::Optimizing,
+        }
+    }
 }
 
 impl Deploy {
@@ -124,11 +140,7 @@ impl RegistryCommand for Deploy {
         config: &PipelineConfig,
         cache_dir: Option<PathBuf>,
     ) -> anyhow::Result<ExitCode> {
-        let compiler = match self.check_with {
-            CheckCompiler::Winch => Compiler::Baseline,
-            CheckCompiler::Cranelift => Compiler::Optimizing,
-        };
-        let loader = section_loader(&config.transform, cache_dir, compiler)?;
+        let loader = section_loader(&config.transform, cache_dir, self.check.compiler())?;
         let by = self.by.clone().unwrap_or_else(default_author);
         let batch_size = config.batch.batch_size;
         let message = ship(
@@ -251,6 +263,9 @@ pub struct Rollback {
     /// Who rolls back, for the history; `$USER@<host>` by default.
     #[arg(long, value_name = "NAME")]
     by: Option<String>,
+
+    #[command(flatten)]
+    check: Check,
 }
 
 impl Rollback {
@@ -276,7 +291,7 @@ impl RegistryCommand for Rollback {
         }
         // It loaded when it was deployed; check again, in case it was put there by hand.
         let wasm = registry.download(&to).await?;
-        let loader = section_loader(&config.transform, cache_dir, Compiler::Baseline)?;
+        let loader = section_loader(&config.transform, cache_dir, self.check.compiler())?;
         tokio::task::block_in_place(|| loader.load(&wasm))
             .with_context(|| format!("refused to roll back to {to}; nothing was changed"))?;
         let by = self.by.unwrap_or_else(default_author);

@@ -3,8 +3,7 @@
 //! What a guest gets: WASI with no preopened directory, no environment, no sockets or name
 //! lookups, a wall clock stuck at 1970 (time comes from the events), plus the `wrt:transform`
 //! imports. What it cannot take: more memory than [`Limits::memory`] (the growing call traps)
-//! or more than [`Limits::call_timeout`] of one call (an epoch deadline interrupts it, or
-//! under [`Compiler::Baseline`] a fuel budget).
+//! or more than [`Limits::call_timeout`] of one call (an epoch deadline interrupts it).
 //! After a failed call the instance is dropped and a fresh one is made for the next call.
 //!
 //! What a guest prints goes to the host log, and a trap's reason carries what it wrote to
@@ -43,19 +42,13 @@ use crate::event::{ChangeEvent, Outcome, Source, Timestamp};
 /// How often the epoch advances: the resolution of the per-call CPU deadline.
 const TICK: Duration = Duration::from_millis(10);
 
-/// A call's budget per second of [`Limits::call_timeout`] under [`Compiler::Baseline`]: about
-/// what baseline code executes in a second here (one unit of fuel per wasm operator).
-const FUEL_PER_SECOND: u64 = 1_000_000_000;
-
 /// Which compiler turns a component into machine code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compiler {
     /// Cranelift: optimised code, slow to make. For hosts, which run a version for long.
-    #[default]
     Optimizing,
     /// Winch, a baseline compiler: code made many times faster, which runs slower. For
-    /// checks that run a version a few times (`wrt deploy`). Winch cannot stop a call at an
-    /// epoch, so a call's deadline is a fuel budget instead ([`FUEL_PER_SECOND`]).
+    /// checks that run a version a few times (`wrt deploy`).
     Baseline,
 }
 
@@ -86,6 +79,12 @@ pub enum LoadError {
     #[error("not a valid WebAssembly component: {0}")]
     Compile(String),
     #[error(
+        "Winch, the baseline compiler checks use, could not compile the component: {0}; if \
+         it is valid, it may use what Winch lacks (tail calls, exceptions, GC): check it with \
+         the hosts' compiler (`wrt deploy --check-with cranelift`)"
+    )]
+    Baseline(String),
+    #[error(
         "the component does not implement the `wrt:transform/transformer` world from sdk/wit/ \
          ({0}); rebuild it against this version of the WIT"
     )]
@@ -114,7 +113,6 @@ pub struct Sandbox {
 pub struct Compiled {
     digest: String,
     pre: TransformerPre<HostState>,
-    compiler: Compiler,
 }
 
 impl Compiled {
@@ -136,17 +134,12 @@ impl Sandbox {
         compiler: Compiler,
     ) -> Result<Self, LoadError> {
         let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        match compiler {
-            Compiler::Optimizing => config.epoch_interruption(true),
-            Compiler::Baseline => config
-                .strategy(wasmtime::Strategy::Winch)
-                .consume_fuel(true),
-        };
-        let engine = Engine::new(&config).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        if compiler == Compiler::Optimizing {
-            spawn_epoch_ticker(&engine);
+        config.wasm_component_model(true).epoch_interruption(true);
+        if compiler == Compiler::Baseline {
+            config.strategy(wasmtime::Strategy::Winch);
         }
+        let engine = Engine::new(&config).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        spawn_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
         let world_error = |e: wasmtime::Error| LoadError::World(format!("{e:#}"));
@@ -173,10 +166,7 @@ impl Sandbox {
         };
         let component = match (component, self.compiler) {
             (Err(LoadError::Compile(e)), Compiler::Baseline) => {
-                return Err(LoadError::Compile(format!(
-                    "{e} (compiled with Winch, which lacks tail calls, exceptions and GC; \
-                     `wrt deploy --check-with cranelift` checks with the hosts' compiler)"
-                )));
+                return Err(LoadError::Baseline(e));
             }
             (component, _) => component?,
         };
@@ -185,11 +175,7 @@ impl Sandbox {
             .instantiate_pre(&component)
             .and_then(TransformerPre::new)
             .map_err(|e| LoadError::World(format!("{e:#}")))?;
-        Ok(Compiled {
-            digest,
-            pre,
-            compiler: self.compiler,
-        })
+        Ok(Compiled { digest, pre })
     }
 
     /// Makes a running instance and calls its `init`.
@@ -293,20 +279,8 @@ fn add_deterministic_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()
     Ok(())
 }
 
-/// Gives the next call of `store` its deadline: epochs, or fuel under Winch.
-fn arm_deadline(store: &mut Store<HostState>, compiler: Compiler, limits: Limits) {
-    match compiler {
-        Compiler::Optimizing => {
-            let ticks = limits.call_timeout.as_millis().div_ceil(TICK.as_millis()) as u64;
-            store.set_epoch_deadline(ticks.max(1));
-        }
-        Compiler::Baseline => {
-            let fuel = limits.call_timeout.as_secs_f64() * FUEL_PER_SECOND as f64;
-            store
-                .set_fuel((fuel as u64).max(1))
-                .expect("a baseline engine consumes fuel");
-        }
-    }
+fn deadline_ticks(limits: Limits) -> u64 {
+    (limits.call_timeout.as_millis().div_ceil(TICK.as_millis()) as u64).max(1)
 }
 
 /// Everything needed to turn component bytes into a running transform: the sandbox, the
@@ -398,7 +372,7 @@ impl Transform for WasmTransform {
                     e.source.topic, e.source.partition, e.source.offset
                 )
             }));
-        arm_deadline(&mut live.store, self.compiled.compiler, self.limits);
+        live.store.set_epoch_deadline(deadline_ticks(self.limits));
         let result = live
             .bindings
             .wrt_transform_transform()
@@ -462,7 +436,7 @@ impl Live {
         let mut store = Store::new(compiled.pre.engine(), state);
         store.limiter(|state| &mut state.memory);
         // Instantiation runs guest start-up code, so it is under the deadline too.
-        arm_deadline(&mut store, compiled.compiler, limits);
+        store.set_epoch_deadline(deadline_ticks(limits));
         let bindings = compiled
             .pre
             .instantiate(&mut store)
@@ -492,7 +466,7 @@ impl Live {
             };
         }
         match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt | Trap::OutOfFuel) => BatchFailure {
+            Some(Trap::Interrupt) => BatchFailure {
                 kind: FailureKind::Timeout,
                 message: format!(
                     "the call was stopped after its CPU deadline ({})",
