@@ -159,16 +159,8 @@ impl Sandbox {
     pub fn compile(&self, wasm: &[u8]) -> Result<Compiled, LoadError> {
         let digest = hex::encode(Sha256::digest(wasm));
         let component = match &self.cache_dir {
-            Some(dir) => self.compile_cached(wasm, &digest, dir),
-            None => {
-                Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))
-            }
-        };
-        let component = match (component, self.compiler) {
-            (Err(LoadError::Compile(e)), Compiler::Baseline) => {
-                return Err(LoadError::Baseline(e));
-            }
-            (component, _) => component?,
+            Some(dir) => self.compile_cached(wasm, &digest, dir)?,
+            None => self.component(wasm)?,
         };
         let pre = self
             .linker
@@ -205,6 +197,14 @@ impl Sandbox {
         self.instantiate(&self.compile(wasm)?, config, limits)
     }
 
+    /// Machine code for `wasm`; a failure names the compiler when it may be Winch's limit.
+    fn component(&self, wasm: &[u8]) -> Result<Component, LoadError> {
+        Component::new(&self.engine, wasm).map_err(|e| match self.compiler {
+            Compiler::Optimizing => LoadError::Compile(format!("{e:#}")),
+            Compiler::Baseline => LoadError::Baseline(format!("{e:#}")),
+        })
+    }
+
     fn compile_cached(
         &self,
         wasm: &[u8],
@@ -223,8 +223,7 @@ impl Sandbox {
             }
             tracing::warn!(path = %path.display(), "ignoring an unreadable cached component");
         }
-        let component =
-            Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = self.component(wasm)?;
         let bytes = component
             .serialize()
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
@@ -372,7 +371,7 @@ impl Transform for WasmTransform {
                     e.source.topic, e.source.partition, e.source.offset
                 )
             }));
-        live.store.set_epoch_deadline(deadline_ticks(self.limits));
+        live.arm_deadline(self.limits);
         let result = live
             .bindings
             .wrt_transform_transform()
@@ -455,6 +454,10 @@ impl Live {
             Ok(Err(reason)) => Err(LoadError::Init(reason)),
             Err(e) => Err(LoadError::Init(live.classify(&e).to_string())),
         }
+    }
+
+    fn arm_deadline(&mut self, limits: Limits) {
+        self.store.set_epoch_deadline(deadline_ticks(limits));
     }
 
     /// Names what went wrong from the trap and the limiter's record, never from message text.
