@@ -14,7 +14,7 @@ use crate::admin::Admin;
 use crate::config::{PipelineConfig, S3Sink, SinkConfig, SourceConfig};
 use crate::pipeline::sink::s3::S3;
 use crate::pipeline::sink::{LocalDir, Sink, SinkError};
-use crate::pipeline::source::kafka::Kafka;
+use crate::pipeline::source::kafka::{Kafka, Span};
 use crate::pipeline::source::{self, MemorySource, Source, SourceError};
 use crate::pipeline::transform::sandbox::{LoadError, Loader, WasmTransform};
 use crate::pipeline::transform::{Current, Transform};
@@ -70,8 +70,9 @@ pub enum Transforms {
     /// Components: the version deployed to the registry if the file has a `[registry]`,
     /// else `transform.path`, reloaded when it changes if `watch`.
     Components { loader: Loader, watch: bool },
-    /// Code compiled into the process (the benchmark's native row), never replaced.
-    Native(Box<dyn Transform>),
+    /// A transform loaded already, never replaced: the version `wrt replay` was given, or
+    /// code compiled into the process (the benchmark's native row).
+    Fixed(Box<dyn Transform>),
 }
 
 /// One pipeline on this host.
@@ -81,6 +82,8 @@ pub struct Host<'a> {
     pub options: Options,
     /// Show progress on standard error (a bar for a finite input, a spinner otherwise).
     pub progress: bool,
+    /// Read only these offsets of the Kafka source, then stop: `wrt replay`.
+    pub replay: Option<Vec<Span>>,
 }
 
 impl Host<'_> {
@@ -120,7 +123,7 @@ impl Host<'_> {
 
         let check_now = Arc::new(Notify::new());
         let (current, telemetry) = match self.transforms {
-            Transforms::Native(transform) => {
+            Transforms::Fixed(transform) => {
                 let telemetry = Arc::new(Telemetry::new(&config.name, transform.digest()));
                 (Current::fixed(transform), telemetry)
             }
@@ -185,8 +188,12 @@ impl Host<'_> {
         };
         match &config.source {
             SourceConfig::Kafka(kafka) => {
-                let source = Kafka::connect(kafka, &config.group_id(kafka), stopped)
-                    .map_err(HostError::Kafka)?;
+                let group = config.group_id(kafka);
+                let source = match &self.replay {
+                    Some(spans) => Kafka::replay(kafka, &group, spans, stopped),
+                    None => Kafka::connect(kafka, &group, stopped),
+                }
+                .map_err(HostError::Kafka)?;
                 drive.run(source).await
             }
             SourceConfig::Sample => {

@@ -22,7 +22,7 @@ pub struct KafkaRecord {
 }
 
 /// A source partition.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct TopicPartition {
     pub topic: String,
     pub partition: i32,

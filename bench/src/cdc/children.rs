@@ -87,10 +87,11 @@ impl Native {
             .map_or(SALT, String::as_str);
         let host = Host {
             config: &config,
-            transforms: Transforms::Native(Box::new(NativePiiMask::new(salt))),
+            transforms: Transforms::Fixed(Box::new(NativePiiMask::new(salt))),
             options: Options::from_config(&config.batch, &config.pipeline, &config.retry)
                 .map_err(anyhow::Error::msg)?,
             progress: false,
+            replay: None,
         };
         let summary = tokio::runtime::Runtime::new()?.block_on(host.run())?;
         println!("{}", serde_json::to_string(&summary)?);

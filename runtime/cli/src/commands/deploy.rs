@@ -12,7 +12,7 @@ use wrt::pipeline::transform::Transform;
 use wrt::pipeline::transform::sandbox::{Compiler, Loader, WasmTransform};
 use wrt::registry::{Action, Registry, RegistryError, Seen, rollback_target};
 
-use super::{read_component, replay, s3_sink, section_loader};
+use super::{read_component, replay_check, s3_sink, section_loader};
 
 /// Which pipeline's registry, found through its configuration.
 #[derive(Debug, Clone, clap::Args)]
@@ -199,7 +199,7 @@ pub(super) async fn ship<K: Sink>(
 }
 
 /// Runs `events` through the transform, then checks that a replay gives the same output
-/// ([`replay::check`]); an error names the first failures or the first difference.
+/// ([`replay_check::check`]); an error names the first failures or the first difference.
 fn try_events(
     transform: &mut WasmTransform,
     path: &Path,
@@ -210,7 +210,7 @@ fn try_events(
         .with_context(|| format!("reading events from {}", path.display()))?;
     let records = source::records_from_jsonl(&text);
     let batch_size = batch_size.max(1);
-    let emitted = replay::run_batches(&records, batch_size, transform);
+    let emitted = replay_check::run_batches(&records, batch_size, transform);
     let mut failures = Vec::new();
     for (record, emits) in records.iter().zip(&emitted) {
         for emit in emits {
@@ -237,7 +237,7 @@ fn try_events(
                 .join("\n  ")
         )
     }
-    replay::check(&records, batch_size, &emitted, transform)?;
+    replay_check::check(&records, batch_size, &emitted, transform)?;
     println!(
         "ok: {} events from {} ran without an error, and the same again on a used and on a \
          fresh instance",

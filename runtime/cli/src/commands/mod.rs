@@ -4,6 +4,7 @@ mod deploy;
 mod infra;
 mod new;
 mod replay;
+mod replay_check;
 mod run;
 mod sample;
 mod test;
@@ -49,6 +50,7 @@ enum Command {
     Infra(infra::Infra),
     New(new::New),
     Verify(verify::Verify),
+    Replay(replay::Replay),
 }
 
 impl Cli {
@@ -63,6 +65,7 @@ impl Cli {
             Command::Infra(cmd) => cmd.run(),
             Command::New(cmd) => cmd.run(),
             Command::Verify(cmd) => cmd.run(),
+            Command::Replay(cmd) => cmd.run(),
         }
     }
 }

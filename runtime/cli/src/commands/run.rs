@@ -151,6 +151,7 @@ impl Run {
             },
             options,
             progress: true,
+            replay: None,
         };
         let summary = runtime.block_on(host.run())?;
         // A version still loading on a blocking thread must not hold the exit up.
@@ -201,7 +202,7 @@ impl Run {
     }
 }
 
-fn print_summary(s: &Summary, sink: &SinkConfig) {
+pub(super) fn print_summary(s: &Summary, sink: &SinkConfig) {
     println!(
         "wrt run: {} records in {:.2} s ({:.0} records/s), transform {}",
         s.records_in,

@@ -8,7 +8,7 @@ use wrt::model::KafkaRecord;
 use wrt::pipeline::source;
 use wrt::pipeline::{self, Emit};
 
-use super::{TransformArgs, key_value, replay};
+use super::{TransformArgs, key_value, replay_check};
 
 /// Run a transform on fixture events, with no infrastructure, and check what it makes.
 ///
@@ -55,9 +55,9 @@ impl Test {
         let records = source::records_from_jsonl(&text);
         let mut transform = self.transform.load(&self.config)?;
 
-        let emitted = replay::run_batches(&records, self.batch_size, &mut transform);
+        let emitted = replay_check::run_batches(&records, self.batch_size, &mut transform);
         if self.check_replay {
-            replay::check(&records, self.batch_size, &emitted, &mut transform)?;
+            replay_check::check(&records, self.batch_size, &emitted, &mut transform)?;
         }
         let mut actual = String::new();
         for (record, emits) in records.iter().zip(&emitted) {

@@ -49,6 +49,11 @@ pub struct Kafka {
     waiting: BTreeMap<TopicPartition, i64>,
     /// Whether a commit is waiting for the broker, on a blocking thread.
     committing: Arc<std::sync::atomic::AtomicBool>,
+    /// A replay's partitions not read to their end yet, and where each ends; `None` for a
+    /// group member, which reads for ever.
+    ends: Option<BTreeMap<TopicPartition, i64>>,
+    /// The offsets a replay reads, for its progress bar.
+    total: Option<u64>,
 }
 
 impl Kafka {
@@ -67,13 +72,113 @@ impl Kafka {
         consumer
             .subscribe(&topics)
             .map_err(|e| SourceError(Box::new(e)))?;
-        Ok(Kafka {
+        Ok(Kafka::reading(consumer, shutdown, None))
+    }
+
+    /// Reads `spans` from their starts and ends once each is read to its end: a replay.
+    /// The partitions are assigned, not subscribed to, so `group_id` only keeps the
+    /// replay's own commits, and no live host's partitions move.
+    pub fn replay(
+        config: &KafkaSource,
+        group_id: &str,
+        spans: &[Span],
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, SourceError> {
+        let error = |e: KafkaError| SourceError(Box::new(e));
+        let (client, context) = client_config(config, group_id)?;
+        let consumer: StreamConsumer<GroupContext> =
+            client.create_with_context(context).map_err(error)?;
+        let mut list = TopicPartitionList::new();
+        let mut ends = BTreeMap::new();
+        for span in spans.iter().filter(|s| s.start < s.to) {
+            let p = &span.partition;
+            list.add_partition_offset(&p.topic, p.partition, Offset::Offset(span.start))
+                .map_err(error)?;
+            consumer.context().owners.assigned(p.clone());
+            ends.insert(p.clone(), span.to);
+        }
+        consumer.assign(&list).map_err(error)?;
+        let total = spans.iter().map(|s| (s.to - s.start) as u64).sum();
+        Ok(Kafka::reading(consumer, shutdown, Some((ends, total))))
+    }
+
+    /// The source around `consumer`; a replay passes where its partitions end, and the
+    /// offsets it reads in all.
+    fn reading(
+        consumer: StreamConsumer<GroupContext>,
+        shutdown: watch::Receiver<bool>,
+        replay: Option<(BTreeMap<TopicPartition, i64>, u64)>,
+    ) -> Self {
+        let (ends, total) = replay.unzip();
+        Kafka {
             consumer: Arc::new(consumer),
             shutdown,
             held: None,
             waiting: BTreeMap::new(),
             committing: Arc::default(),
-        })
+            ends,
+            total,
+        }
+    }
+
+    /// Whether a replay has read every partition to its end.
+    fn replayed(&self) -> bool {
+        self.ends.as_ref().is_some_and(BTreeMap::is_empty)
+    }
+
+    /// A replay's `record`, or `None` past its partition's end, which it notes.
+    fn within_span(&mut self, record: KafkaRecord) -> Option<KafkaRecord> {
+        let Some(ends) = &self.ends else {
+            return Some(record);
+        };
+        let partition = TopicPartition {
+            topic: record.topic.clone(),
+            partition: record.partition,
+        };
+        let end = *ends.get(&partition)?;
+        if record.offset + 1 >= end {
+            self.finished(&partition);
+        }
+        (record.offset < end).then_some(record)
+    }
+
+    /// Ends the partitions whose position reached their end without a record at it: the
+    /// last offsets of a transactional topic are commit markers, which no consumer sees.
+    fn note_positions(&mut self) {
+        let (Some(ends), Ok(positions)) = (&self.ends, self.consumer.position()) else {
+            return;
+        };
+        let done: Vec<TopicPartition> = offsets_of(&positions)
+            .filter(|(p, at)| ends.get(p).is_some_and(|end| at >= end))
+            .map(|(p, _)| p)
+            .collect();
+        for partition in done {
+            self.finished(&partition);
+        }
+    }
+
+    /// Stops fetching a replayed partition.
+    fn finished(&mut self, partition: &TopicPartition) {
+        if let Some(ends) = &mut self.ends {
+            ends.remove(partition);
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&partition.topic, partition.partition);
+        if let Err(e) = self.consumer.pause(&list) {
+            tracing::debug!("pausing a replayed partition: {e}");
+        }
+    }
+}
+
+/// A Kafka message as the pipeline's record.
+pub fn record_of(message: &impl Message) -> KafkaRecord {
+    KafkaRecord {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
     }
 }
 
@@ -262,10 +367,29 @@ pub fn committed_offsets(
     group_id: &str,
     timeout: Duration,
 ) -> Result<BTreeMap<TopicPartition, i64>, SourceError> {
-    let error = |e: KafkaError| SourceError(Box::new(e));
+    let consumer = outside_consumer(config, group_id)?;
+    let list = topic_partitions(&consumer, config, timeout)?;
+    committed(&consumer, list, timeout)
+}
+
+/// A consumer that reads metadata and offsets without joining `group_id`.
+fn outside_consumer(
+    config: &KafkaSource,
+    group_id: &str,
+) -> Result<BaseConsumer<GroupContext>, SourceError> {
     let (client, context) = client_config(config, group_id)?;
-    let consumer: BaseConsumer<GroupContext> =
-        client.create_with_context(context).map_err(error)?;
+    client
+        .create_with_context(context)
+        .map_err(|e| SourceError(Box::new(e)))
+}
+
+/// Every partition of the topics `config` names.
+fn topic_partitions(
+    consumer: &BaseConsumer<GroupContext>,
+    config: &KafkaSource,
+    timeout: Duration,
+) -> Result<TopicPartitionList, SourceError> {
+    let error = |e: KafkaError| SourceError(Box::new(e));
     // A refused login is only reported to the error callback, which runs when the consumer
     // is polled; metadata is asked for in short rounds so a refusal ends this at once.
     let deadline = Instant::now() + timeout;
@@ -299,10 +423,26 @@ pub fn committed_offsets(
             list.add_partition(topic.name(), partition.id());
         }
     }
-    let committed = consumer.committed_offsets(list, timeout).map_err(error)?;
-    Ok(committed
-        .elements()
-        .iter()
+    Ok(list)
+}
+
+/// The offsets the consumer's group committed for `list`; partitions without one are left
+/// out.
+fn committed(
+    consumer: &BaseConsumer<GroupContext>,
+    list: TopicPartitionList,
+    timeout: Duration,
+) -> Result<BTreeMap<TopicPartition, i64>, SourceError> {
+    let committed = consumer
+        .committed_offsets(list, timeout)
+        .map_err(|e| SourceError(Box::new(e)))?;
+    Ok(offsets_of(&committed).collect())
+}
+
+/// The partitions of `list` that carry an offset, with it.
+fn offsets_of(list: &TopicPartitionList) -> impl Iterator<Item = (TopicPartition, i64)> + '_ {
+    list.elements()
+        .into_iter()
         .filter_map(|p| match p.offset() {
             Offset::Offset(offset) => Some((
                 TopicPartition {
@@ -313,7 +453,129 @@ pub fn committed_offsets(
             )),
             _ => None,
         })
-        .collect())
+}
+
+/// Where a replay starts or ends in each partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    /// The oldest record each partition still holds (retention removes older ones).
+    Earliest,
+    /// The end of each partition when the replay starts.
+    Now,
+    /// The first record stamped at or after this time, in ms since the Unix epoch.
+    Time(i64),
+    /// Exact offsets of the partitions named. As a start, it limits the replay to them; as
+    /// an end, the others end [`Bound::Now`].
+    Offsets(BTreeMap<TopicPartition, i64>),
+}
+
+/// One partition's share of a replay: the offsets `[from, to)`, read from `start` (`from`,
+/// or where an earlier run of the same replay committed).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Span {
+    #[serde(flatten)]
+    pub partition: TopicPartition,
+    pub from: i64,
+    pub to: i64,
+    pub start: i64,
+}
+
+/// Each partition's [`Span`] between `from` and `to`, with `group_id`'s commits as the
+/// place to resume. Fails, naming the partition and the fix, when `from` lies before what
+/// the topic still holds (retention), after `to`, or past the partition's end.
+pub fn replay_spans(
+    config: &KafkaSource,
+    group_id: &str,
+    (from, to): (&Bound, &Bound),
+    timeout: Duration,
+) -> Result<Vec<Span>, SourceError> {
+    let error = |e: KafkaError| SourceError(Box::new(e));
+    let consumer = outside_consumer(config, group_id)?;
+    let list = topic_partitions(&consumer, config, timeout)?;
+    let known: Vec<TopicPartition> = partitions_of(&list).collect();
+    for bound in [from, to] {
+        if let Bound::Offsets(named) = bound
+            && let Some(unknown) = named.keys().find(|p| !known.contains(p))
+        {
+            return Err(SourceError(
+                format!(
+                    "{}/{} is not a partition of the pipeline's topics (source.topics); name                      partitions as TOPIC/PARTITION/OFFSET",
+                    unknown.topic, unknown.partition
+                )
+                .into(),
+            ));
+        }
+    }
+    let at_times = |bound: &Bound| -> Result<BTreeMap<TopicPartition, i64>, SourceError> {
+        let Bound::Time(ms) = bound else {
+            return Ok(BTreeMap::new());
+        };
+        let mut asked = TopicPartitionList::new();
+        for p in &known {
+            asked
+                .add_partition_offset(&p.topic, p.partition, Offset::Offset(*ms))
+                .map_err(error)?;
+        }
+        let found = consumer.offsets_for_times(asked, timeout).map_err(error)?;
+        Ok(offsets_of(&found).collect())
+    };
+    let (from_times, to_times) = (at_times(from)?, at_times(to)?);
+    let committed = committed(&consumer, list, timeout)?;
+    let mut spans = Vec::new();
+    for partition in known {
+        let (low, high) = consumer
+            .fetch_watermarks(&partition.topic, partition.partition, timeout)
+            .map_err(error)?;
+        let resolve = |bound: &Bound, times: &BTreeMap<TopicPartition, i64>| match bound {
+            Bound::Earliest => Some(low),
+            Bound::Now => Some(high),
+            // No record that late: the partition's end.
+            Bound::Time(_) => Some(times.get(&partition).copied().unwrap_or(high)),
+            Bound::Offsets(named) => named.get(&partition).copied(),
+        };
+        let Some(start_at) = resolve(from, &from_times) else {
+            continue;
+        };
+        let end_at = resolve(to, &to_times).unwrap_or(high);
+        let name = format!("{}/{}", partition.topic, partition.partition);
+        let refuse = |why: String| Err(SourceError(format!("{name}: {why}").into()));
+        if start_at < low {
+            return refuse(format!(
+                "offset {start_at} has left the topic (its retention.ms or retention.bytes); \
+                 the oldest it holds is {low}: replay from there (--from earliest) or later"
+            ));
+        }
+        if end_at > high {
+            return refuse(format!(
+                "it ends at offset {high} for now, before --to's {end_at}; give an end it has \
+                 reached, or --to now"
+            ));
+        }
+        if start_at > end_at {
+            return refuse(format!(
+                "--from resolves to offset {start_at}, after --to's {end_at}; swap them"
+            ));
+        }
+        let start = match committed.get(&partition) {
+            Some(&done) if done > start_at => done.min(end_at),
+            _ => start_at,
+        };
+        spans.push(Span {
+            partition,
+            from: start_at,
+            to: end_at,
+            start,
+        });
+    }
+    Ok(spans)
+}
+
+/// Every partition of `list`.
+fn partitions_of(list: &TopicPartitionList) -> impl Iterator<Item = TopicPartition> + '_ {
+    list.elements().into_iter().map(|p| TopicPartition {
+        topic: p.topic().to_string(),
+        partition: p.partition(),
+    })
 }
 
 /// Whether a consumer can read a record of `source` at an offset in `[from, to)`: `false`
@@ -437,7 +699,7 @@ impl Source for Kafka {
             if self.revocation_pending() {
                 return Ok(Some(batch));
             }
-            if *self.shutdown.borrow() {
+            if *self.shutdown.borrow() || self.replayed() {
                 return Ok((!batch.is_empty()).then_some(batch));
             }
             if let Some(refused) = self.consumer.context().refused() {
@@ -449,7 +711,10 @@ impl Source for Kafka {
                 _ = self.shutdown.changed() => continue,
             };
             match received {
-                Err(_idle) => return Ok(Some(batch)),
+                Err(_idle) => {
+                    self.note_positions();
+                    return Ok(Some(batch));
+                }
                 // librdkafka reports most errors (a topic not created yet, a broker
                 // restarting) and recovers by itself; only a fatal one ends the stream.
                 Ok(Err(e)) => {
@@ -465,20 +730,16 @@ impl Source for Kafka {
                     return Ok(Some(batch));
                 }
                 Ok(Ok(message)) => {
-                    let record = KafkaRecord {
-                        topic: message.topic().to_string(),
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        timestamp_ms: message.timestamp().to_millis(),
-                        key: message.key().map(<[u8]>::to_vec),
-                        value: message.payload().map(<[u8]>::to_vec),
-                    };
+                    let record = record_of(&message);
                     // Received after a revocation (served inside this `recv`): it waits
                     // until the revocation is handled.
                     if self.revocation_pending() {
                         self.held = Some(record);
                         return Ok(Some(batch));
                     }
+                    let Some(record) = self.within_span(record) else {
+                        continue;
+                    };
                     batch.push(record);
                     if batch.len() >= max {
                         return Ok(Some(batch));
@@ -535,7 +796,7 @@ impl Source for Kafka {
     }
 
     fn len_hint(&self) -> Option<u64> {
-        None
+        self.total
     }
 
     fn trouble(&self) -> Option<String> {
