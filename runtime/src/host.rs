@@ -143,6 +143,11 @@ impl Host<'_> {
                 if let Some((digest, reason)) = refused {
                     telemetry.refused(&digest, &reason);
                 }
+                if let Some((registry, _)) = &registry {
+                    let report =
+                        report_shadow(registry.clone(), Arc::clone(&telemetry), stopped.clone());
+                    tokio::spawn(report.in_current_span());
+                }
                 let origin = match registry {
                     Some((registry, interval)) => Some((Origin::Registry(registry), interval)),
                     None if watch => Some((Origin::File(path.clone()), 500)),
@@ -308,6 +313,46 @@ async fn deployed_or_file<K: Sink>(
             tracing::error!(version = %digest,
                 "refusing the deployed version ({reason}); running {} instead", path.display());
             Ok((load_in_place(loader, path)?, Some((digest, reason))))
+        }
+    }
+}
+
+/// How often a host running a shadow reports it to the registry.
+const SHADOW_REPORT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// While a shadow runs, writes this host's comparison to the registry every
+/// [`SHADOW_REPORT_INTERVAL`] and once more at the end, where `wrt transforms diff` adds up
+/// every host's.
+async fn report_shadow<K: Sink>(
+    registry: Registry<K>,
+    telemetry: Arc<Telemetry>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let host = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map_or_else(|| "host".into(), |h| h.trim().to_string()),
+        std::process::id()
+    );
+    let mut reported = None;
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(SHADOW_REPORT_INTERVAL) => false,
+            _ = stop.changed() => true,
+        };
+        if let Some(shadow) = telemetry.status().shadow
+            && reported.as_ref() != Some(&shadow)
+        {
+            let body = serde_json::to_vec_pretty(&shadow).expect("a report serializes");
+            match registry.report_shadow(&host, body).await {
+                Ok(()) => reported = Some(shadow),
+                Err(e) => tracing::warn!("writing this host's shadow report: {e}"),
+            }
+        }
+        if stopping {
+            return;
         }
     }
 }

@@ -20,12 +20,15 @@
 //!
 //! A newer transform version (from [`crate::registry::watch`]) reaches every lane, which
 //! switches at its next batch boundary once its open windows are handed to the writers, so
-//! no object mixes versions.
+//! no object mixes versions. A shadow version runs in each lane beside the current one, on
+//! the same batches and its own instance; its outcomes are compared ([`shadow`]), never
+//! written.
 
 pub mod batch;
 pub mod commit;
 pub mod decode;
 pub mod encode;
+pub mod shadow;
 pub mod sink;
 pub mod source;
 pub mod transform;
@@ -51,7 +54,7 @@ use commit::{Committer, Sealed, Written};
 use decode::{Decoded, Decoder, SchemaChange};
 use sink::{Sink, SinkError};
 use source::{Source, SourceError};
-use transform::{BatchFailure, Current, InstanceError, Transform};
+use transform::{BatchFailure, Current, InstanceError, Newer, Transform};
 
 /// Where schema-change events land, as rows, beside the tables.
 pub const SCHEMA_CHANGES: &str = "_schema_changes";
@@ -257,20 +260,52 @@ pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
     loop {
         // A newer version goes to every lane, one instance each; each switches at its own
         // next batch boundary. One switch at a time.
-        if state.switching.is_none()
-            && let Some(next) = versions.ready()
-        {
-            let to = next.digest().to_string();
-            let instances = tokio::task::block_in_place(|| instances(next, lanes.len()))?;
-            for (lane, instance) in lanes.iter().zip(instances) {
-                lane.send(LaneInput::Switch(instance)).await?;
+        match versions.ready_unless(state.switching.is_some()) {
+            Some(Newer::Current(next)) => {
+                let to = next.digest().to_string();
+                let instances = tokio::task::block_in_place(|| instances(next, lanes.len()))?;
+                for (lane, instance) in lanes.iter().zip(instances) {
+                    lane.send(LaneInput::Switch(instance)).await?;
+                }
+                state.switching = Some(Switching {
+                    from: std::mem::replace(&mut digest, to.clone()),
+                    to,
+                    lanes: lanes.len(),
+                    pause: Duration::ZERO,
+                });
             }
-            state.switching = Some(Switching {
-                from: std::mem::replace(&mut digest, to.clone()),
-                to,
-                lanes: lanes.len(),
-                pause: Duration::ZERO,
-            });
+            // A shadow runs beside the current version in every lane, on its own instances:
+            // one that cannot start is refused, and the pipeline goes on without it.
+            Some(Newer::Shadow(shadow)) => {
+                let shadows = match shadow {
+                    None => Ok(Vec::new()),
+                    Some(shadow) => {
+                        let digest = shadow.digest().to_string();
+                        tokio::task::block_in_place(|| instances(shadow, lanes.len()))
+                            .map_err(|e| (digest, e))
+                    }
+                };
+                let mut shadows = match shadows {
+                    Ok(shadows) => {
+                        match shadows.first() {
+                            Some(first) => telemetry.shadow_started(first.digest()),
+                            None => telemetry.shadow_ended(),
+                        }
+                        shadows.into_iter().map(Some).collect()
+                    }
+                    Err((digest, e)) => {
+                        tracing::error!(version = %digest, "refusing the shadow version: {e}");
+                        telemetry.refused(&digest, &e.to_string());
+                        telemetry.shadow_ended();
+                        Vec::new()
+                    }
+                };
+                shadows.resize_with(lanes.len(), || None);
+                for (lane, shadow) in lanes.iter().zip(shadows) {
+                    lane.send(LaneInput::Shadow(shadow)).await?;
+                }
+            }
+            None => {}
         }
 
         let Some(records) = source.poll(options.batch_size).await? else {
@@ -599,6 +634,8 @@ enum LaneInput {
     /// Nothing arrived for this lane: close the windows that are old enough.
     Tick,
     Switch(Box<dyn Transform>),
+    /// Run this candidate beside the current version from the next batch on (`None`: stop).
+    Shadow(Option<Box<dyn Transform>>),
 }
 
 /// Records for one lane, with the partitions it owns from now on.
@@ -649,6 +686,7 @@ fn start_lanes<K: Sink + Clone + Send + Sync + 'static>(
                 decoder: Decoder::default(),
                 transform,
                 next: None,
+                shadow: None,
                 shared: shared.clone(),
                 summary: Summary::default(),
                 status: Arc::clone(&status),
@@ -714,12 +752,21 @@ impl Lane {
     }
 }
 
+/// A shadow version in a lane: its instance, and its decoder, so it sees what the current
+/// version sees.
+struct Shadow {
+    transform: Box<dyn Transform>,
+    decoder: Decoder,
+}
+
 /// A lane's own thread: decode, transform, encode and batch for the partitions it owns.
 struct LaneWorker<K> {
     decoder: Decoder,
     transform: Box<dyn Transform>,
     /// A version to switch to at the next batch boundary that replays no window.
     next: Option<Box<dyn Transform>>,
+    /// A candidate run on the same batches, whose outputs are compared, never written.
+    shadow: Option<Shadow>,
     batcher: Batcher,
     shared: Shared<K>,
     summary: Summary,
@@ -760,6 +807,12 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
             LaneInput::Revoke(source) => self.batcher.abandon(&source),
             LaneInput::Tick => {}
             LaneInput::Switch(next) => self.next = Some(next),
+            LaneInput::Shadow(shadow) => {
+                self.shadow = shadow.map(|transform| Shadow {
+                    transform,
+                    decoder: Decoder::default(),
+                });
+            }
         }
         for window in self.batcher.close_expired() {
             self.dispatch(window)?;
@@ -772,6 +825,18 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
     fn records(&mut self, records: &[KafkaRecord]) -> Result<(), PipelineError> {
         let transformed = transform_records(records, &mut self.decoder, self.transform.as_mut());
         let telemetry = Arc::clone(&self.shared.telemetry);
+        if let Some(shadow) = &mut self.shadow {
+            let started = Instant::now();
+            let theirs = transform_records(records, &mut shadow.decoder, shadow.transform.as_mut());
+            let comparison = shadow::compare(
+                records,
+                &transformed.emitted,
+                &theirs.emitted,
+                telemetry.samples_wanted(),
+            );
+            let ours = transformed.call_time.unwrap_or_default();
+            telemetry.shadow_compared(comparison, started.elapsed(), ours);
+        }
         if let Some(took) = transformed.call_time {
             telemetry.transform_call(transformed.change_events as usize, took);
         }

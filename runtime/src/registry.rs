@@ -20,6 +20,10 @@ pub struct Pointer {
     pub pipeline: String,
     /// SHA-256 (hex) of the component hosts run.
     pub current: String,
+    /// A candidate hosts run beside `current` on the same events, comparing outputs and
+    /// writing nothing (`wrt deploy --shadow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
     /// Every move of the pointer, oldest first; the last one made `current`.
     pub history: Vec<Move>,
 }
@@ -43,6 +47,24 @@ pub struct Move {
 pub enum Action {
     Deploy,
     Rollback,
+    /// `digest` became the shadow; the current version stayed.
+    Shadow,
+    /// The shadow `digest` became current.
+    Promote,
+    /// The shadow `digest` was dropped.
+    Discard,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deploy => "deploy",
+            Action::Rollback => "rollback",
+            Action::Shadow => "shadow",
+            Action::Promote => "promote",
+            Action::Discard => "discard",
+        }
+    }
 }
 
 /// A pointer as read, with the version tag a move must be conditional on.
@@ -149,6 +171,38 @@ impl<K: Sink> Registry<K> {
         Ok(wasm)
     }
 
+    /// Where this pipeline's hosts report their shadow runs.
+    fn reports_prefix(&self) -> String {
+        format!("_wrt/shadow/{}/", path_segment(&self.pipeline))
+    }
+
+    /// Replaces `host`'s report of its shadow run (JSON, a
+    /// [`crate::telemetry::ShadowStatus`]); only that host writes it.
+    pub async fn report_shadow(&self, host: &str, body: Vec<u8>) -> Result<(), RegistryError> {
+        let key = format!("{}{}.json", self.reports_prefix(), path_segment(host));
+        let tag = self.store.get_versioned(&key).await?.map(|(_, tag)| tag);
+        let expect = tag.as_deref().map_or(Expect::Absent, Expect::Version);
+        match self.store.put_if(&key, body, expect).await {
+            Ok(()) | Err(ConditionalError::Changed) => Ok(()),
+            Err(ConditionalError::Sink(e)) => Err(e.into()),
+        }
+    }
+
+    /// Every host's latest shadow report, by host.
+    pub async fn shadow_reports(&self) -> Result<Vec<(String, Vec<u8>)>, RegistryError> {
+        let prefix = self.reports_prefix();
+        let mut reports = Vec::new();
+        for key in self.store.list(&prefix).await? {
+            let host = key
+                .strip_prefix(&prefix)
+                .and_then(|k| k.strip_suffix(".json"));
+            if let (Some(host), Some(body)) = (host, self.store.get(&key).await?) {
+                reports.push((host.to_string(), body));
+            }
+        }
+        Ok(reports)
+    }
+
     /// The digests of every stored component.
     pub async fn components(&self) -> Result<Vec<String>, RegistryError> {
         let prefix = self.prefix();
@@ -165,8 +219,10 @@ impl<K: Sink> Registry<K> {
             .collect())
     }
 
-    /// Moves the pointer to `digest`, only if it is still what `seen` says (or, with
-    /// `None`, only if there is no pointer yet).
+    /// Moves the pointer, only if it is still what `seen` says (or, with `None`, only if
+    /// there is no pointer yet): `digest` becomes current (deploy, rollback, promote; a
+    /// promote also ends the shadow), becomes the shadow, or, with [`Action::Discard`], is
+    /// the shadow dropped.
     pub async fn move_to(
         &self,
         seen: Option<&Seen>,
@@ -174,17 +230,32 @@ impl<K: Sink> Registry<K> {
         action: Action,
         by: &str,
     ) -> Result<Pointer, RegistryError> {
-        let mut history = seen.map_or_else(Vec::new, |s| s.pointer.history.clone());
+        let before = seen.map(|s| &s.pointer);
+        let (current, shadow) = match action {
+            Action::Deploy | Action::Rollback => {
+                (digest.to_string(), before.and_then(|p| p.shadow.clone()))
+            }
+            Action::Promote => (digest.to_string(), None),
+            Action::Shadow | Action::Discard => {
+                let current = before
+                    .map(|p| p.current.clone())
+                    .ok_or_else(|| RegistryError::NothingDeployed(self.pipeline.clone()))?;
+                let shadow = (action == Action::Shadow).then(|| digest.to_string());
+                (current, shadow)
+            }
+        };
+        let mut history = before.map_or_else(Vec::new, |p| p.history.clone());
         history.push(Move {
             digest: digest.to_string(),
             action,
             by: by.to_string(),
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            previous: seen.map(|s| s.pointer.current.clone()),
+            previous: before.map(|p| p.current.clone()),
         });
         let pointer = Pointer {
             pipeline: self.pipeline.clone(),
-            current: digest.to_string(),
+            current,
+            shadow,
             history,
         };
         let body = serde_json::to_vec_pretty(&pointer).expect("a pointer serializes");
@@ -284,6 +355,74 @@ mod tests {
             v2
         );
         assert!(rollback_target(&pointer, Some("zz"), &stored).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_shadow_rides_beside_deploys_until_promoted_or_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(LocalDir::new(dir.path()), "shop");
+        let seen = || async { registry.pointer().await.unwrap() };
+        let (v1, v2, v3) = (
+            registry.upload(b"one").await.unwrap(),
+            registry.upload(b"two").await.unwrap(),
+            registry.upload(b"three").await.unwrap(),
+        );
+        // A shadow needs a current version to run beside.
+        assert!(matches!(
+            registry.move_to(None, &v2, Action::Shadow, "a").await,
+            Err(RegistryError::NothingDeployed(_))
+        ));
+        registry
+            .move_to(None, &v1, Action::Deploy, "a")
+            .await
+            .unwrap();
+        let p = registry
+            .move_to(seen().await.as_ref(), &v2, Action::Shadow, "a")
+            .await
+            .unwrap();
+        assert_eq!(
+            (p.current.as_str(), p.shadow.as_deref()),
+            (&*v1, Some(&*v2))
+        );
+        // A deploy meanwhile keeps the shadow; a promote ends it.
+        let p = registry
+            .move_to(seen().await.as_ref(), &v3, Action::Deploy, "a")
+            .await
+            .unwrap();
+        assert_eq!(
+            (p.current.as_str(), p.shadow.as_deref()),
+            (&*v3, Some(&*v2))
+        );
+        let p = registry
+            .move_to(seen().await.as_ref(), &v2, Action::Promote, "a")
+            .await
+            .unwrap();
+        assert_eq!((p.current.as_str(), p.shadow), (&*v2, None));
+        registry
+            .move_to(seen().await.as_ref(), &v1, Action::Shadow, "a")
+            .await
+            .unwrap();
+        let p = registry
+            .move_to(seen().await.as_ref(), &v1, Action::Discard, "a")
+            .await
+            .unwrap();
+        assert_eq!((p.current.as_str(), p.shadow), (&*v2, None));
+        let actions: Vec<&str> = p.history.iter().map(|m| m.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["deploy", "shadow", "deploy", "promote", "shadow", "discard"]
+        );
+        // Hosts' reports, one per host, replaced in place.
+        registry.report_shadow("h1", b"1".to_vec()).await.unwrap();
+        registry.report_shadow("h1", b"2".to_vec()).await.unwrap();
+        registry.report_shadow("h2", b"3".to_vec()).await.unwrap();
+        assert_eq!(
+            registry.shadow_reports().await.unwrap(),
+            [
+                ("h1".to_string(), b"2".to_vec()),
+                ("h2".to_string(), b"3".to_vec())
+            ]
+        );
     }
 
     #[tokio::test]

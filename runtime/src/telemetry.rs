@@ -15,9 +15,19 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::model::TopicPartition;
+use crate::pipeline::shadow::Comparison;
 
 /// How many switches and refusals `/status` remembers.
 const KEEP: usize = 50;
+
+/// How many of a shadow's differences `/status` shows.
+pub const SHADOW_SAMPLES: usize = 10;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    pipeline: String,
+    outcome: &'static str,
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PipelineLabels {
@@ -62,6 +72,32 @@ pub struct Status {
     pub swaps: Vec<Swap>,
     /// Versions this host would not run, oldest first.
     pub refused: Vec<Refusal>,
+    /// The shadow version running beside the current one, and how their outputs compare.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStatus>,
+}
+
+/// A shadow run on this host: what it compared since it started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct ShadowStatus {
+    pub digest: String,
+    pub since: String,
+    #[serde(flatten)]
+    pub compared: Comparison,
+    /// Time spent in the shadow (decoding and its calls), and in the current version's
+    /// calls on the same batches.
+    pub shadow_seconds: f64,
+    pub current_seconds: f64,
+}
+
+impl ShadowStatus {
+    /// Adds `other`'s counts, times and samples (up to [`SHADOW_SAMPLES`]): the total over
+    /// hosts.
+    pub fn add(&mut self, other: &ShadowStatus) {
+        self.compared.add(&other.compared, SHADOW_SAMPLES);
+        self.shadow_seconds += other.shadow_seconds;
+        self.current_seconds += other.current_seconds;
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,6 +147,8 @@ pub struct Telemetry {
     swaps_refused: Counter,
     swap_pause_seconds: Histogram,
     lag: Family<PartitionLabels, Gauge>,
+    shadow_events: Family<OutcomeLabels, Counter>,
+    shadow_cpu_share: Gauge<f64, std::sync::atomic::AtomicU64>,
     status: Mutex<StatusState>,
 }
 
@@ -237,6 +275,21 @@ impl Telemetry {
             lag.clone(),
         );
 
+        let shadow_events = Family::default();
+        registry.register(
+            "wrt_shadow_events",
+            "Change events the shadow version ran on, by how its outcome compared with the \
+             current version's: identical, different, shadow_dead_letter, current_dead_letter",
+            shadow_events.clone(),
+        );
+        let shadow_cpu_share = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "wrt_shadow_cpu_share",
+            "The shadow's share of the transform time on the batches it ran on: its time \
+             over its own plus the current version's",
+            shadow_cpu_share.clone(),
+        );
+
         let status = StatusState {
             status: Status {
                 pipeline: pipeline.to_string(),
@@ -264,6 +317,8 @@ impl Telemetry {
             swaps_refused,
             swap_pause_seconds,
             lag,
+            shadow_events,
+            shadow_cpu_share,
             status: Mutex::new(status),
         }
     }
@@ -407,6 +462,60 @@ impl Telemetry {
         state.status.partitions = partitions;
         state.source_answered = true;
         state.source_trouble = trouble;
+    }
+
+    /// A shadow of `digest` runs from now on; its counts start at zero.
+    pub fn shadow_started(&self, digest: &str) {
+        self.state().status.shadow = Some(ShadowStatus {
+            digest: digest.to_string(),
+            since: now(),
+            ..ShadowStatus::default()
+        });
+    }
+
+    pub fn shadow_ended(&self) {
+        self.state().status.shadow = None;
+    }
+
+    /// How many more differences the shadow's status keeps.
+    pub fn samples_wanted(&self) -> usize {
+        let state = self.state();
+        let kept = state
+            .status
+            .shadow
+            .as_ref()
+            .map_or(0, |s| s.compared.samples.len());
+        SHADOW_SAMPLES.saturating_sub(kept)
+    }
+
+    /// A batch ran on the shadow too, which took `shadow`; the current version's calls on
+    /// it took `current`.
+    pub fn shadow_compared(&self, comparison: Comparison, shadow: Duration, current: Duration) {
+        let outcomes = [
+            ("identical", comparison.identical),
+            ("different", comparison.different),
+            ("shadow_dead_letter", comparison.shadow_only_dead_letters),
+            ("current_dead_letter", comparison.current_only_dead_letters),
+        ];
+        for (outcome, n) in outcomes {
+            self.shadow_events
+                .get_or_create(&OutcomeLabels {
+                    pipeline: self.pipeline.clone(),
+                    outcome,
+                })
+                .inc_by(n);
+        }
+        let mut state = self.state();
+        let Some(status) = &mut state.status.shadow else {
+            return;
+        };
+        status.compared.add(&comparison, SHADOW_SAMPLES);
+        status.shadow_seconds += shadow.as_secs_f64();
+        status.current_seconds += current.as_secs_f64();
+        let total = status.shadow_seconds + status.current_seconds;
+        if total > 0.0 {
+            self.shadow_cpu_share.set(status.shadow_seconds / total);
+        }
     }
 
     pub fn swapped(&self, from: &str, to: &str, pause: Duration) {

@@ -117,25 +117,30 @@ async fn object_versions(
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn versions_swap_under_load_and_every_change_lands_once_per_version() {
-    let load = workload(200, 12_000, 21);
+/// A pipeline for `test` whose host runs `tagger_v1`, deployed to its registry, with the
+/// admin API.
+async fn running_v1(test: &str, load: &Workload) -> (Setup, Wrt, AdminApi) {
     let port = free_port();
-    let setup = setup("e2e_swap", &load, |names, stack| {
-        hotswap_toml(names, stack, port)
-    })
-    .await;
-    let (v1, v2) = (guest("tagger_v1"), guest("tagger_v2"));
-    let (d1, d2) = (digest(&v1), digest(&v2));
+    let setup = setup(test, load, |names, stack| hotswap_toml(names, stack, port)).await;
+    let v1 = guest("tagger_v1");
     assert_ok(&deploy(&v1, &setup.config), "deploying v1");
-
     let mut wrt = Wrt::start_with_env(
         &setup.config,
         &setup.dir.path().join("wrt.log"),
         &[("WRT_ADMIN_TOKEN", TOKEN)],
     );
     let admin = AdminApi::new(port);
+    let d1 = digest(&v1);
     admin.wait_for("the host to run v1", &mut wrt, |s| s["transform"] == d1);
+    (setup, wrt, admin)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_swap_under_load_and_every_change_lands_once_per_version() {
+    let load = workload(200, 12_000, 21);
+    let (setup, mut wrt, admin) = running_v1("e2e_swap", &load).await;
+    let (v1, v2) = (guest("tagger_v1"), guest("tagger_v2"));
+    let (d1, d2) = (digest(&v1), digest(&v2));
     let writer = apply_in_background(&setup, &load);
 
     // Deploy v2 and roll back to v1, three times, while the changes stream in; after each
@@ -526,4 +531,197 @@ async fn of_two_concurrent_deploys_exactly_one_wins() {
             stderr.trim()
         );
     }
+}
+
+/// The customer id a workload statement changes.
+fn statement_id(sql: &str) -> i64 {
+    let digits = match sql.split_once("WHERE id = ") {
+        Some((_, rest)) => rest,
+        None => sql.split_once("VALUES (").expect("an INSERT").1,
+    };
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap();
+    digits[..end].parse().unwrap()
+}
+
+/// `wrt transforms diff --json` once every host's report covers `compared` events.
+fn diff_when_compared(config: &Path, compared: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = wrt_cli(&["transforms", "diff", "--json"], config, &shared_cache());
+        assert_ok(&out, "wrt transforms diff");
+        let diff: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if diff["total"]["compared"] == compared {
+            return diff;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reports never covered {compared}: {diff}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `wrt deploy --shadow`: a fix of v1 (`_version` reads `fixed` for ids that are multiples
+/// of 10) runs beside v1 on the live batches and is reported exactly on those rows, while the
+/// lake gets v1 only; `--promote` switches to it with nothing lost or doubled; a shadow that
+/// traps on every event leaves the live output as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shadow_is_compared_never_written_then_promoted() {
+    let load = workload(100, 1_500, 47);
+    let (setup, mut wrt, admin) = running_v1("e2e_shadow", &load).await;
+    let (fix, trap) = (guest("tagger_fix"), guest("tagger_trap"));
+    let (d_fix, d_trap) = (digest(&fix), digest(&trap));
+    let bucket = &setup.names.bucket;
+    wait_for_rows(&setup.s3, bucket, 100, Duration::from_secs(60), &mut wrt).await;
+
+    let shadow = |wasm: &Path| {
+        let wasm = wasm.to_str().unwrap();
+        wrt_cli(
+            &["deploy", wasm, "--shadow", "--by", "e2e"],
+            &setup.config,
+            &shared_cache(),
+        )
+    };
+    assert_ok(&shadow(&fix), "deploying the fix as the shadow");
+    check_now(&admin);
+    admin.wait_for("the shadow to run", &mut wrt, |s| {
+        s["shadow"]["digest"] == d_fix
+    });
+
+    // A third of the changes under the shadow: each compared, those of ids ending in 0
+    // different, nothing of the shadow's in the lake.
+    let thirds: Vec<&[String]> = load.streaming_sql.chunks(500).collect();
+    let apply = |part: &[String]| {
+        let sql = format!("USE {};\n{}", setup.names.database, part.concat());
+        setup.stack.sql(&sql)
+    };
+    apply(thirds[0]);
+    let changes = thirds[0].len() as u64;
+    let fixed = thirds[0]
+        .iter()
+        .filter(|s| statement_id(s) % 10 == 0)
+        .count() as u64;
+    assert!(
+        fixed > 10,
+        "the workload changes only {fixed} ids ending in 0"
+    );
+    let diff = diff_when_compared(&setup.config, changes);
+    let total = &diff["total"];
+    assert_eq!(total["different"], fixed, "{diff}");
+    assert_eq!(total["identical"], changes - fixed, "{diff}");
+    assert_eq!(total["shadow_only_dead_letters"], 0, "{diff}");
+    assert_eq!(total["current_only_dead_letters"], 0, "{diff}");
+    assert_eq!(diff["hosts"].as_object().unwrap().len(), 1, "{diff}");
+    let first = total["samples"][0]["diff"].as_str().unwrap();
+    assert!(
+        first.contains("-  _version: \"v1\"\n+  _version: \"fixed\""),
+        "{first}"
+    );
+    let table = wrt_cli(
+        &["transforms", "diff", "--samples", "1"],
+        &setup.config,
+        &shared_cache(),
+    );
+    assert_ok(&table, "wrt transforms diff");
+    let table = String::from_utf8_lossy(&table.stdout);
+    println!("{table}");
+    let total_line = table.lines().find(|l| l.starts_with("total")).unwrap();
+    let numbers: Vec<&str> = total_line.split_whitespace().collect();
+    assert_eq!(
+        numbers[1..6],
+        [changes, changes - fixed, fixed, 0, 0].map(|n| n.to_string())
+    );
+    let status = admin.status();
+    assert_eq!(status["shadow"]["different"], fixed, "{status}");
+    let metrics = parse_metrics(&admin.get("/metrics").unwrap().1);
+    let share = sample(&metrics, "wrt_shadow_cpu_share", &[]);
+    assert!(share > 0.0 && share < 1.0, "shadow CPU share {share}");
+    let first_third = expected_upto(&load, thirds[0].len());
+    wait_for_rows(
+        &setup.s3,
+        bucket,
+        count(&first_third),
+        Duration::from_secs(60),
+        &mut wrt,
+    )
+    .await;
+    let rows = assert_changes_once(&setup.lake().await, &first_third);
+    assert!(rows.values().flatten().all(|r| r["_version"] == "v1"));
+
+    // Promoted, the fix writes from its switch on.
+    let promote = wrt_cli(
+        &["deploy", "--promote", "--by", "e2e"],
+        &setup.config,
+        &shared_cache(),
+    );
+    assert_ok(&promote, "promoting the shadow");
+    check_now(&admin);
+    admin.wait_for("the promotion", &mut wrt, |s| {
+        s["transform"] == d_fix && s["shadow"].is_null()
+    });
+    apply(thirds[1]);
+    let two_thirds = expected_upto(&load, thirds[0].len() + thirds[1].len());
+    wait_for_rows(
+        &setup.s3,
+        bucket,
+        count(&two_thirds),
+        Duration::from_secs(60),
+        &mut wrt,
+    )
+    .await;
+
+    // A shadow that traps on every event: every change still lands once.
+    assert_ok(&shadow(&trap), "deploying the trapping shadow");
+    check_now(&admin);
+    admin.wait_for("the trapping shadow", &mut wrt, |s| {
+        s["shadow"]["digest"] == d_trap
+    });
+    apply(thirds[2]);
+    let diff = diff_when_compared(&setup.config, thirds[2].len() as u64);
+    assert_eq!(
+        diff["total"]["shadow_only_dead_letters"],
+        thirds[2].len() as u64,
+        "{diff}"
+    );
+    let want = count(&load.expected);
+    wait_for_rows(&setup.s3, bucket, want, Duration::from_secs(120), &mut wrt).await;
+    let lake = setup.lake().await;
+    let rows = assert_changes_once(&lake, &load.expected);
+    // v1's rows, then the fix's: the trapping shadow wrote none.
+    assert!(
+        rows.values()
+            .flatten()
+            .all(|r| r["_version"] == "v1" || r["_version"] == "fixed")
+    );
+    assert!(
+        !lake.keys().any(|k| k.starts_with("_dead_letter/")),
+        "the shadow's dead letters reached the lake"
+    );
+    let discard = wrt_cli(
+        &["deploy", "--discard", "--by", "e2e"],
+        &setup.config,
+        &shared_cache(),
+    );
+    assert_ok(&discard, "discarding the shadow");
+    wrt.stop();
+}
+
+/// The changes the snapshot and the first `statements` of the streaming workload make.
+fn expected_upto(load: &Workload, statements: usize) -> BTreeMap<i64, Vec<Change>> {
+    let mut made: BTreeMap<i64, usize> = BTreeMap::new();
+    for sql in &load.streaming_sql[..statements] {
+        *made.entry(statement_id(sql)).or_default() += 1;
+    }
+    load.expected
+        .iter()
+        .filter_map(|(id, changes)| {
+            let snapshot = changes.iter().take_while(|(op, _)| *op == "r").count();
+            let n = snapshot + made.get(id).copied().unwrap_or(0);
+            (n > 0).then(|| (*id, changes[..n].to_vec()))
+        })
+        .collect()
+}
+
+fn count(expected: &BTreeMap<i64, Vec<Change>>) -> usize {
+    expected.values().map(Vec::len).sum()
 }

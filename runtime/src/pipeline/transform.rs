@@ -37,12 +37,25 @@ pub struct Current {
     pub versions: Versions,
 }
 
-/// Where newer versions of a running transform arrive, loaded and initialised.
-pub struct Versions(Option<mpsc::Receiver<Box<dyn Transform>>>);
+/// What the watcher hands the pipeline, loaded and initialised.
+pub enum Newer {
+    /// A version to switch to.
+    Current(Box<dyn Transform>),
+    /// A candidate to run beside the current version, comparing outputs and writing
+    /// nothing; `None` ends the shadow run.
+    Shadow(Option<Box<dyn Transform>>),
+}
+
+/// Where newer versions of a running transform arrive.
+pub struct Versions(Option<mpsc::Receiver<Newer>>);
 
 impl Versions {
-    /// A newer version, if one is ready.
-    pub fn ready(&mut self) -> Option<Box<dyn Transform>> {
+    /// A newer version or shadow, if one is ready and `busy` is false (a switch is under
+    /// way: one change at a time, in order).
+    pub fn ready_unless(&mut self, busy: bool) -> Option<Newer> {
+        if busy {
+            return None;
+        }
         self.0.as_mut()?.try_recv().ok()
     }
 }
@@ -57,10 +70,7 @@ impl Current {
     }
 
     /// A transform replaced by whatever arrives on `newer`.
-    pub fn watched(
-        transform: Box<dyn Transform>,
-        newer: mpsc::Receiver<Box<dyn Transform>>,
-    ) -> Current {
+    pub fn watched(transform: Box<dyn Transform>, newer: mpsc::Receiver<Newer>) -> Current {
         Current {
             transform,
             versions: Versions(Some(newer)),

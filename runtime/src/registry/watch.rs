@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::pipeline::sink::Sink;
-use crate::pipeline::transform::Transform;
 use crate::pipeline::transform::sandbox::Loader;
+use crate::pipeline::transform::{Newer, Transform};
 use crate::registry::Registry;
 use crate::telemetry::Telemetry;
 
@@ -27,34 +27,50 @@ pub enum Origin<K> {
 }
 
 impl<K: Sink> Origin<K> {
-    /// The bytes of the version wanted now, if it is neither `running` nor `refused`.
-    async fn newer(
-        &self,
-        running: &str,
-        refused: &HashSet<String>,
-    ) -> Result<Option<(String, Vec<u8>)>, String> {
-        let skip = |digest: &str| digest == running || refused.contains(digest);
+    /// The versions wanted now: the current one and the shadow, by digest, and the bytes
+    /// of each that is neither what runs nor `refused`.
+    async fn wanted(&self, running: &Running, refused: &HashSet<String>) -> Result<Wanted, String> {
+        let fetch = |digest: &str, running: Option<&str>| {
+            (running != Some(digest) && !refused.contains(digest)).then(|| digest.to_string())
+        };
         match self {
             Origin::Registry(registry) => {
                 let Some(seen) = registry.pointer().await.map_err(|e| e.to_string())? else {
-                    return Ok(None);
+                    return Ok(Wanted::default());
                 };
-                let digest = seen.pointer.current;
-                if skip(&digest) {
-                    return Ok(None);
-                }
-                let wasm = registry
-                    .download(&digest)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(Some((digest, wasm)))
+                let pointer = seen.pointer;
+                let download = |digest: Option<String>| async move {
+                    match digest {
+                        Some(digest) => {
+                            let wasm = registry
+                                .download(&digest)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            Ok::<_, String>(Some((digest, wasm)))
+                        }
+                        None => Ok(None),
+                    }
+                };
+                let current = download(fetch(&pointer.current, Some(&running.current))).await?;
+                let shadow = match &pointer.shadow {
+                    Some(digest) => download(fetch(digest, running.shadow.as_deref()))
+                        .await?
+                        .map(Some),
+                    None if running.shadow.is_some() => Some(None),
+                    None => None,
+                };
+                Ok(Wanted { current, shadow })
             }
             Origin::File(path) => {
                 let wasm = tokio::fs::read(path)
                     .await
                     .map_err(|e| format!("reading {}: {e}", path.display()))?;
                 let digest = hex::encode(Sha256::digest(&wasm));
-                Ok((!skip(&digest)).then_some((digest, wasm)))
+                let current = fetch(&digest, Some(&running.current)).map(|d| (d, wasm));
+                Ok(Wanted {
+                    current,
+                    shadow: None,
+                })
             }
         }
     }
@@ -67,6 +83,20 @@ impl<K: Sink> Origin<K> {
             Origin::File(path) => path.display().to_string(),
         }
     }
+}
+
+/// What runs now, by digest.
+struct Running {
+    current: String,
+    shadow: Option<String>,
+}
+
+/// What [`Origin::wanted`] found to hand over: a new current version, and a change of
+/// shadow (`Some(None)`: the shadow was dropped).
+#[derive(Default)]
+struct Wanted {
+    current: Option<(String, Vec<u8>)>,
+    shadow: Option<Option<(String, Vec<u8>)>>,
 }
 
 /// Watches an [`Origin`] for a pipeline.
@@ -82,13 +112,18 @@ pub struct Watcher<K> {
 
 impl<K: Sink> Watcher<K> {
     /// Checks until `stop` turns true or the pipeline is gone, sending each newer version
-    /// that loads. `running` is the digest of the version the pipeline starts with.
+    /// and each change of shadow that loads. `running` is the digest of the version the
+    /// pipeline starts with.
     pub async fn run(
         self,
-        mut running: String,
-        versions: mpsc::Sender<Box<dyn Transform>>,
+        running: String,
+        versions: mpsc::Sender<Newer>,
         mut stop: watch::Receiver<bool>,
     ) {
+        let mut running = Running {
+            current: running,
+            shadow: None,
+        };
         let mut refused = HashSet::new();
         loop {
             tokio::select! {
@@ -96,34 +131,66 @@ impl<K: Sink> Watcher<K> {
                 _ = self.check_now.notified() => {}
                 _ = stop.changed() => return,
             }
-            let (digest, wasm) = match self.origin.newer(&running, &refused).await {
-                Ok(Some(newer)) => newer,
-                Ok(None) => continue,
+            let wanted = match self.origin.wanted(&running, &refused).await {
+                Ok(wanted) => wanted,
                 Err(e) => {
                     tracing::warn!("checking {} for a new version: {e}", self.origin.describe());
                     continue;
                 }
             };
-            let loader = self.loader.clone();
-            // The guest's `init` may print: under the pipeline's span, like its calls.
-            let span = tracing::Span::current();
-            let loaded = tokio::task::spawn_blocking(move || span.in_scope(|| loader.load(&wasm)))
-                .await
-                .expect("loading a component does not panic");
-            match loaded {
-                Ok(transform) => {
-                    tracing::info!(version = %digest, "new transform version loaded; switching at the next batch");
-                    running = digest;
-                    if versions.send(Box::new(transform)).await.is_err() {
-                        return;
-                    }
+            if let Some((digest, wasm)) = wanted.current
+                && let Some(transform) = self.load(&digest, wasm, &mut refused).await
+            {
+                tracing::info!(version = %digest, "new transform version loaded; switching at the next batch");
+                running.current = digest;
+                if versions.send(Newer::Current(transform)).await.is_err() {
+                    return;
                 }
-                Err(e) => {
-                    tracing::error!(version = %digest,
-                        "refusing the new transform version, the running one carries on: {e}");
-                    self.telemetry.refused(&digest, &e.to_string());
-                    refused.insert(digest);
+            }
+            let shadow = match wanted.shadow {
+                None => continue,
+                Some(None) => {
+                    tracing::info!("the shadow run ends");
+                    running.shadow = None;
+                    None
                 }
+                Some(Some((digest, wasm))) => {
+                    let Some(transform) = self.load(&digest, wasm, &mut refused).await else {
+                        continue;
+                    };
+                    tracing::info!(version = %digest, "shadow version loaded; comparing it with the current one");
+                    running.shadow = Some(digest);
+                    Some(transform)
+                }
+            };
+            if versions.send(Newer::Shadow(shadow)).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Compiles and initialises `wasm` off the async context; a version that fails is
+    /// refused, logged and reported, and never tried again.
+    async fn load(
+        &self,
+        digest: &str,
+        wasm: Vec<u8>,
+        refused: &mut HashSet<String>,
+    ) -> Option<Box<dyn Transform>> {
+        let loader = self.loader.clone();
+        // The guest's `init` may print: under the pipeline's span, like its calls.
+        let span = tracing::Span::current();
+        let loaded = tokio::task::spawn_blocking(move || span.in_scope(|| loader.load(&wasm)))
+            .await
+            .expect("loading a component does not panic");
+        match loaded {
+            Ok(transform) => Some(Box::new(transform)),
+            Err(e) => {
+                tracing::error!(version = %digest,
+                    "refusing the new transform version, the running one carries on: {e}");
+                self.telemetry.refused(digest, &e.to_string());
+                refused.insert(digest.to_string());
+                None
             }
         }
     }
@@ -135,6 +202,13 @@ mod tests {
     use crate::pipeline::sink::LocalDir;
     use crate::pipeline::transform::sandbox::{Limits, Sandbox};
     use wrt_tests::guest;
+
+    fn current(newer: Newer) -> Box<dyn Transform> {
+        match newer {
+            Newer::Current(transform) => transform,
+            Newer::Shadow(_) => panic!("a file has no shadow"),
+        }
+    }
 
     /// `wrt run --watch`: a rebuilt file is loaded and handed over; a broken one is refused
     /// and reported, and the next good one still gets through.
@@ -165,8 +239,7 @@ mod tests {
         let task = tokio::spawn(watcher.run(v1, versions, stopped));
 
         let v2 = copy("tagger_v2");
-        let loaded = newer.recv().await.unwrap();
-        assert_eq!(loaded.digest(), v2);
+        assert_eq!(current(newer.recv().await.unwrap()).digest(), v2);
 
         let broken = copy("broken_init");
         while telemetry.status().refused.is_empty() {
@@ -185,7 +258,7 @@ mod tests {
         );
 
         let v1_again = copy("tagger_v1");
-        assert_eq!(newer.recv().await.unwrap().digest(), v1_again);
+        assert_eq!(current(newer.recv().await.unwrap()).digest(), v1_again);
         stop.send(true).unwrap();
         task.await.unwrap();
     }

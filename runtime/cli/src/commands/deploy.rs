@@ -11,6 +11,7 @@ use wrt::pipeline::source;
 use wrt::pipeline::transform::Transform;
 use wrt::pipeline::transform::sandbox::{Compiler, Loader, WasmTransform};
 use wrt::registry::{Action, Registry, RegistryError, Seen, rollback_target};
+use wrt::telemetry::ShadowStatus;
 
 use super::{read_component, replay_check, s3_sink, section_loader};
 
@@ -71,13 +72,34 @@ impl Target {
 /// uploaded (by content digest) and the pipeline's pointer moved, by
 /// a conditional write on the version read when the deploy began: if another deploy moved
 /// it meanwhile, this one fails with a conflict and changes nothing.
+///
+/// With --shadow the version becomes the pipeline's shadow instead: hosts run it beside the
+/// current version on the same batches, on their own instances, compare the outputs event
+/// by event and write nothing of it (`wrt transforms diff` shows the comparison).
+/// --promote makes the shadow current (a normal switch); --discard drops it.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  \
+#[command(after_help = "Examples:\n  \
     wrt deploy pii_mask.wasm --config pipeline.toml \\\n    \
-    --events guest-examples/pii-mask/tests/events.jsonl --allow-rejected")]
+    --events guest-examples/pii-mask/tests/events.jsonl --allow-rejected\n  \
+    wrt deploy pii_mask_v2.wasm --config pipeline.toml --shadow\n  \
+    wrt transforms diff --config pipeline.toml\n  \
+    wrt deploy --config pipeline.toml --promote")]
 pub struct Deploy {
     /// The component to ship, built against sdk/wit/.
-    transform: PathBuf,
+    #[arg(required_unless_present_any = ["promote", "discard"])]
+    transform: Option<PathBuf>,
+
+    /// Ship it as the shadow: run beside the current version, compared, never written.
+    #[arg(long, conflicts_with_all = ["promote", "discard"])]
+    shadow: bool,
+
+    /// Make the shadow current: hosts switch to it at their next check.
+    #[arg(long, conflicts_with_all = ["transform", "discard", "events"])]
+    promote: bool,
+
+    /// Drop the shadow: hosts stop running it.
+    #[arg(long, conflicts_with_all = ["transform", "events"])]
+    discard: bool,
 
     #[command(flatten)]
     target: Target,
@@ -140,12 +162,26 @@ impl RegistryCommand for Deploy {
         config: &PipelineConfig,
         cache_dir: Option<PathBuf>,
     ) -> anyhow::Result<ExitCode> {
-        let loader = section_loader(&config.transform, cache_dir, self.check.compiler())?;
         let by = self.by.clone().unwrap_or_else(default_author);
+        let Some(path) = &self.transform else {
+            let action = if self.promote {
+                Action::Promote
+            } else {
+                Action::Discard
+            };
+            println!("{}", end_shadow(&registry, action, &by).await?);
+            return Ok(ExitCode::SUCCESS);
+        };
+        let loader = section_loader(&config.transform, cache_dir, self.check.compiler())?;
         let batch_size = config.batch.batch_size;
+        let action = if self.shadow {
+            Action::Shadow
+        } else {
+            Action::Deploy
+        };
         let message = ship(
             &registry,
-            &self.transform,
+            (path, action),
             &loader,
             &by,
             |transform| match &self.events {
@@ -164,7 +200,7 @@ impl RegistryCommand for Deploy {
 /// sentence. What `wrt deploy` and `wrt infra up --transform` share.
 pub(super) async fn ship<K: Sink>(
     registry: &Registry<K>,
-    path: &Path,
+    (path, action): (&Path, Action),
     loader: &Loader,
     by: &str,
     check: impl FnOnce(&mut WasmTransform) -> anyhow::Result<()>,
@@ -180,22 +216,58 @@ pub(super) async fn ship<K: Sink>(
     })
     .with_context(|| format!("refused {}; nothing was shipped", path.display()))?;
     let digest = transform.digest().to_string();
+    let pipeline = registry.pipeline();
     if seen.as_ref().is_some_and(|s| s.pointer.current == digest) {
+        return Ok(format!("pipeline `{pipeline}` already runs {digest}"));
+    }
+    if action == Action::Shadow
+        && seen.as_ref().and_then(|s| s.pointer.shadow.as_ref()) == Some(&digest)
+    {
         return Ok(format!(
-            "pipeline `{}` already runs {digest}",
-            registry.pipeline()
+            "{digest} is already the shadow of pipeline `{pipeline}`"
         ));
     }
     registry.upload(&wasm).await?;
-    let pointer = registry
-        .move_to(seen.as_ref(), &digest, Action::Deploy, by)
-        .await?;
+    let pointer = registry.move_to(seen.as_ref(), &digest, action, by).await?;
+    if action == Action::Shadow {
+        return Ok(format!(
+            "deployed {digest} as the shadow of pipeline `{pipeline}` (current stays {}); \
+             hosts run it beside the current version from their next check, writing nothing \
+             of it: see `wrt transforms diff`, then `wrt deploy --promote` or `--discard`",
+            short(&pointer.current)
+        ));
+    }
     let previous = seen.map_or("nothing".into(), |s| short(&s.pointer.current));
     Ok(format!(
-        "deployed {} to pipeline `{}` (was {previous}); hosts switch at their next check",
+        "deployed {} to pipeline `{pipeline}` (was {previous}); hosts switch at their next check",
         pointer.current,
-        registry.pipeline(),
     ))
+}
+
+/// Promotes or discards the pipeline's shadow; says what happened.
+async fn end_shadow<K: Sink>(
+    registry: &Registry<K>,
+    action: Action,
+    by: &str,
+) -> anyhow::Result<String> {
+    let seen = current(registry).await?;
+    let pipeline = registry.pipeline();
+    let Some(shadow) = seen.pointer.shadow.clone() else {
+        bail!(
+            "pipeline `{pipeline}` has no shadow; deploy one with `wrt deploy <transform.wasm> \
+             --shadow`"
+        );
+    };
+    registry.move_to(Some(&seen), &shadow, action, by).await?;
+    Ok(if action == Action::Promote {
+        format!(
+            "promoted {shadow} to current in pipeline `{pipeline}` (was {}); hosts switch at \
+             their next check",
+            short(&seen.pointer.current)
+        )
+    } else {
+        format!("discarded the shadow {shadow} of pipeline `{pipeline}`")
+    })
 }
 
 /// Runs `events` through the transform, then checks that a replay gives the same output
@@ -325,6 +397,25 @@ enum TransformsCommand {
     /// Every move of the pointer, oldest first: when, what, who, from which version.
     #[command(after_help = "Example:\n  wrt transforms history --config pipeline.toml")]
     History(Target),
+    /// How the shadow's outputs compare with the current version's, per host and in all:
+    /// events compared, identical, different, dead letters of one side only, and sample
+    /// differences as unified diffs with their source position.
+    #[command(after_help = "Example:\n  wrt transforms diff --config pipeline.toml --samples 3")]
+    Diff(Diff),
+}
+
+#[derive(Debug, clap::Args)]
+struct Diff {
+    #[command(flatten)]
+    target: Target,
+
+    /// How many differences to show.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    samples: usize,
+
+    /// Print the hosts' reports and the total as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 impl Transforms {
@@ -332,7 +423,93 @@ impl Transforms {
         match self.command {
             TransformsCommand::List(target) => target.run(List),
             TransformsCommand::History(target) => target.run(History),
+            TransformsCommand::Diff(diff) => {
+                let target = diff.target.clone();
+                target.run(diff)
+            }
         }
+    }
+}
+
+impl RegistryCommand for Diff {
+    async fn run_on<K: Sink>(
+        self,
+        registry: Registry<K>,
+        _: &PipelineConfig,
+        _: Option<PathBuf>,
+    ) -> anyhow::Result<ExitCode> {
+        let seen = current(&registry).await?;
+        let pipeline = registry.pipeline();
+        let Some(shadow) = seen.pointer.shadow.clone() else {
+            bail!(
+                "pipeline `{pipeline}` has no shadow; deploy one with `wrt deploy \
+                 <transform.wasm> --shadow`"
+            );
+        };
+        let mut hosts = Vec::new();
+        for (host, body) in registry.shadow_reports().await? {
+            let report: ShadowStatus = serde_json::from_slice(&body)
+                .with_context(|| format!("the shadow report of host {host} is damaged"))?;
+            // Reports of earlier shadows stay until their host runs another.
+            if report.digest == shadow {
+                hosts.push((host, report));
+            }
+        }
+        let mut total = ShadowStatus {
+            digest: shadow.clone(),
+            ..ShadowStatus::default()
+        };
+        for (_, report) in &hosts {
+            total.add(report);
+        }
+        if self.json {
+            let hosts: serde_json::Map<String, serde_json::Value> = hosts
+                .iter()
+                .map(|(host, r)| (host.clone(), serde_json::to_value(r).expect("serializes")))
+                .collect();
+            let out = serde_json::json!({ "shadow": shadow, "current": seen.pointer.current,
+                                          "hosts": hosts, "total": total });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "shadow {} beside current {} in pipeline `{pipeline}`, {} host(s) reporting",
+            short(&shadow),
+            short(&seen.pointer.current),
+            hosts.len()
+        );
+        println!(
+            "{:<28}{:>10}{:>11}{:>11}{:>14}{:>15}{:>8}",
+            "host", "compared", "identical", "different", "shadow-only", "current-only", "cost"
+        );
+        let line = |name: &str, report: &ShadowStatus| {
+            let r = &report.compared;
+            let total_s = report.shadow_seconds + report.current_seconds;
+            let cost = if total_s > 0.0 {
+                format!("{:.0}%", 100.0 * report.shadow_seconds / total_s)
+            } else {
+                "-".into()
+            };
+            println!(
+                "{name:<28}{:>10}{:>11}{:>11}{:>14}{:>15}{cost:>8}",
+                r.compared,
+                r.identical,
+                r.different,
+                r.shadow_only_dead_letters,
+                r.current_only_dead_letters
+            );
+        };
+        for (host, report) in &hosts {
+            line(host, report);
+        }
+        line("total", &total);
+        println!(
+            "(shadow-only and current-only count dead letters; cost is the shadow's share of the transform time)"
+        );
+        for sample in total.compared.samples.iter().take(self.samples) {
+            println!("\nat {}:\n{}", sample.position, sample.diff.trim_end());
+        }
+        Ok(ExitCode::SUCCESS)
     }
 }
 
@@ -375,10 +552,7 @@ impl RegistryCommand for History {
     ) -> anyhow::Result<ExitCode> {
         let seen = current(&registry).await?;
         for m in &seen.pointer.history {
-            let action = match m.action {
-                Action::Deploy => "deploy",
-                Action::Rollback => "rollback",
-            };
+            let action = m.action.as_str();
             println!(
                 "{}  {action:<8}  {}  by {}  (was {})",
                 m.at,

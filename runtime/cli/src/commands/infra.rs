@@ -6,7 +6,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use wrt::config::{PipelineConfig, S3Sink};
 use wrt::pipeline::transform::sandbox::Compiler;
-use wrt::registry::Registry;
+use wrt::registry::{Action, Registry};
 use wrt_infra::{HostBinary, Stack, Topology, TransformDeploy};
 
 use super::deploy::{default_author, ship};
@@ -235,9 +235,15 @@ fn transform_deploy(
         Box::pin(async move {
             let lake = s3_sink(&sink).await.map_err(|e| format!("{e:#}"))?;
             let registry = Registry::new(lake, &pipeline);
-            let message = ship(&registry, &path, &loader, &default_author(), |_| Ok(()))
-                .await
-                .map_err(|e| format!("{e:#}"))?;
+            let message = ship(
+                &registry,
+                (&path, Action::Deploy),
+                &loader,
+                &default_author(),
+                |_| Ok(()),
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))?;
             println!("{message}");
             Ok(())
         })
