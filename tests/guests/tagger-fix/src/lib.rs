@@ -14,7 +14,12 @@ impl Transform for Fix {
     fn process(&mut self, event: ChangeEvent) -> Result<Vec<OutputRecord>, TransformError> {
         let mut rows = tagger::tag(event, "v1")?;
         for out in &mut rows {
-            if out.row.get("id").and_then(Value::as_int).is_some_and(|id| id % 10 == 0) {
+            if out
+                .row
+                .get("id")
+                .and_then(Value::as_int)
+                .is_some_and(|id| id % 10 == 0)
+            {
                 out.row.set("_version", Value::Text("fixed".into()));
             }
         }
