@@ -827,7 +827,12 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
         let telemetry = Arc::clone(&self.shared.telemetry);
         if let Some(shadow) = &mut self.shadow {
             let started = Instant::now();
-            let theirs = transform_records(records, &mut shadow.decoder, shadow.transform.as_mut());
+            let theirs = transform_within(
+                records,
+                &mut shadow.decoder,
+                shadow.transform.as_mut(),
+                Budget::OneCall,
+            );
             let comparison = shadow::compare(
                 records,
                 &transformed.emitted,
@@ -835,7 +840,8 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
                 telemetry.samples_wanted(),
             );
             let ours = transformed.call_time.unwrap_or_default();
-            telemetry.shadow_compared(comparison, started.elapsed(), ours);
+            let digest = shadow.transform.digest();
+            telemetry.shadow_compared(digest, comparison, started.elapsed(), ours);
         }
         if let Some(took) = transformed.call_time {
             telemetry.transform_call(transformed.change_events as usize, took);
@@ -1097,6 +1103,26 @@ pub fn transform_records(
     decoder: &mut Decoder,
     transform: &mut dyn Transform,
 ) -> Transformed {
+    transform_within(records, decoder, transform, Budget::Bisect)
+}
+
+/// How many failed calls one batch may spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    /// [`poison_budget`]: a failed batch is split to find the events that fail alone.
+    Bisect,
+    /// One: a failed call dead-letters the whole batch, unlogged. A shadow's, so that a
+    /// shadow that traps or times out holds a lane up for one call a batch at most.
+    OneCall,
+}
+
+/// [`transform_records`], spending at most `budget` failed calls.
+fn transform_within(
+    records: &[KafkaRecord],
+    decoder: &mut Decoder,
+    transform: &mut dyn Transform,
+    budget: Budget,
+) -> Transformed {
     let mut emitted: Vec<Vec<Emit>> = Vec::with_capacity(records.len());
     let mut events = Vec::with_capacity(records.len());
     let mut event_slots = Vec::with_capacity(records.len());
@@ -1135,7 +1161,10 @@ pub fn transform_records(
 
     let mut calls = Bisection {
         transform,
-        budget: poison_budget(events.len()),
+        budget: match budget {
+            Budget::Bisect => poison_budget(events.len()),
+            Budget::OneCall => 1,
+        },
         failed: 0,
         last_failure: None,
         took: Duration::ZERO,
@@ -1181,7 +1210,9 @@ pub fn transform_records(
             }
         };
     }
-    if let Some(last) = &last_failure {
+    if let Some(last) = &last_failure
+        && budget == Budget::Bisect
+    {
         tracing::warn!(
             events = events.len(),
             failed_calls = failed,

@@ -188,6 +188,14 @@ impl<K: Sink> Registry<K> {
         }
     }
 
+    /// Removes every host's shadow report, before a new shadow run.
+    pub async fn clear_shadow_reports(&self) -> Result<(), RegistryError> {
+        for key in self.store.list(&self.reports_prefix()).await? {
+            self.store.delete(&key).await?;
+        }
+        Ok(())
+    }
+
     /// Every host's latest shadow report, by host.
     pub async fn shadow_reports(&self) -> Result<Vec<(String, Vec<u8>)>, RegistryError> {
         let prefix = self.reports_prefix();
@@ -232,9 +240,13 @@ impl<K: Sink> Registry<K> {
     ) -> Result<Pointer, RegistryError> {
         let before = seen.map(|s| &s.pointer);
         let (current, shadow) = match action {
-            Action::Deploy | Action::Rollback => {
-                (digest.to_string(), before.and_then(|p| p.shadow.clone()))
-            }
+            // A shadow made current by hand is a shadow no more.
+            Action::Deploy | Action::Rollback => (
+                digest.to_string(),
+                before
+                    .and_then(|p| p.shadow.clone())
+                    .filter(|shadow| shadow != digest),
+            ),
             Action::Promote => (digest.to_string(), None),
             Action::Shadow | Action::Discard => {
                 let current = before
@@ -285,7 +297,18 @@ pub fn rollback_target(
     components: &[String],
 ) -> Result<String, RegistryError> {
     let Some(to) = to else {
-        let previous = pointer.history.last().and_then(|m| m.previous.clone());
+        // The last move that changed the current version: shadow moves leave it.
+        let previous = pointer
+            .history
+            .iter()
+            .rev()
+            .find(|m| {
+                matches!(
+                    m.action,
+                    Action::Deploy | Action::Rollback | Action::Promote
+                )
+            })
+            .and_then(|m| m.previous.clone());
         return previous.ok_or_else(|| {
             RegistryError::NoSuchVersion(format!(
                 "pipeline `{}` has had only one version; name one with --to",
@@ -406,12 +429,14 @@ mod tests {
             .move_to(seen().await.as_ref(), &v1, Action::Discard, "a")
             .await
             .unwrap();
-        assert_eq!((p.current.as_str(), p.shadow), (&*v2, None));
+        assert_eq!((p.current.as_str(), p.shadow.as_deref()), (&*v2, None));
         let actions: Vec<&str> = p.history.iter().map(|m| m.action.as_str()).collect();
         assert_eq!(
             actions,
             ["deploy", "shadow", "deploy", "promote", "shadow", "discard"]
         );
+        // A rollback goes back past the shadow moves, to what the promote replaced.
+        assert_eq!(rollback_target(&p, None, &[]).unwrap(), v3);
         // Hosts' reports, one per host, replaced in place.
         registry.report_shadow("h1", b"1".to_vec()).await.unwrap();
         registry.report_shadow("h1", b"2".to_vec()).await.unwrap();
@@ -423,6 +448,8 @@ mod tests {
                 ("h2".to_string(), b"3".to_vec())
             ]
         );
+        registry.clear_shadow_reports().await.unwrap();
+        assert!(registry.shadow_reports().await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -490,7 +490,13 @@ impl Telemetry {
 
     /// A batch ran on the shadow too, which took `shadow`; the current version's calls on
     /// it took `current`.
-    pub fn shadow_compared(&self, comparison: Comparison, shadow: Duration, current: Duration) {
+    pub fn shadow_compared(
+        &self,
+        digest: &str,
+        comparison: Comparison,
+        shadow: Duration,
+        current: Duration,
+    ) {
         let outcomes = [
             ("identical", comparison.identical),
             ("different", comparison.different),
@@ -506,7 +512,8 @@ impl Telemetry {
                 .inc_by(n);
         }
         let mut state = self.state();
-        let Some(status) = &mut state.status.shadow else {
+        // A lane may still run the shadow this one replaced, for a batch or two.
+        let Some(status) = state.status.shadow.as_mut().filter(|s| s.digest == digest) else {
             return;
         };
         status.compared.add(&comparison, SHADOW_SAMPLES);

@@ -14,7 +14,7 @@ pub struct Comparison {
     pub compared: u64,
     /// Same destinations and rows, or the same dead letters.
     pub identical: u64,
-    /// Both made rows, not the same ones.
+    /// The outcomes differ: not the same rows, or dead letters for other reasons.
     pub different: u64,
     /// Dead-lettered by the shadow only.
     pub shadow_only_dead_letters: u64,

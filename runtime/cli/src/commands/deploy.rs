@@ -228,6 +228,10 @@ pub(super) async fn ship<K: Sink>(
         ));
     }
     registry.upload(&wasm).await?;
+    if action == Action::Shadow {
+        // Reports of an earlier run of the same digest would add to this one's.
+        registry.clear_shadow_reports().await?;
+    }
     let pointer = registry.move_to(seen.as_ref(), &digest, action, by).await?;
     if action == Action::Shadow {
         return Ok(format!(

@@ -110,6 +110,12 @@ impl Replay {
                 self.prefix.trim_matches('/')
             )
         });
+        if group == live.group_id(source) {
+            bail!(
+                "--group {group} is the live pipeline's consumer group: the replay would \
+                 commit over its offsets; give the replay a group of its own"
+            );
+        }
         let mut config = self.replay_config(&live)?;
         if let SourceConfig::Kafka(source) = &mut config.source {
             source.group_id = Some(group.clone());
@@ -129,7 +135,7 @@ impl Replay {
             to: self.to.clone(),
             group: group.clone(),
         };
-        let spans = {
+        let mut spans = {
             let (source, group) = (source.clone(), group.clone());
             let bounds = (from, to);
             runtime.block_on(runtime.spawn_blocking(move || {
@@ -141,7 +147,13 @@ impl Replay {
                 )
             }))??
         };
-        runtime.block_on(claim(&config.sink, &plan))?;
+        // A new replay starts at --from whatever its group committed before: another
+        // replay with this group may have written somewhere else.
+        if runtime.block_on(claim(&config.sink, &plan))? == Claim::New {
+            for span in &mut spans {
+                span.start = span.from;
+            }
+        }
         if !self.json {
             print_spans(&spans);
         }
@@ -262,19 +274,26 @@ async fn deployed<K: Sink>(registry: Registry<K>, name: &str) -> anyhow::Result<
     Ok(Some(registry.download(&digest).await?))
 }
 
+/// Whether the prefix was free or holds this replay already.
+#[derive(Debug, PartialEq, Eq)]
+enum Claim {
+    New,
+    Resumed,
+}
+
 /// Records `plan` under the replay's prefix, or checks that the replay there is this one:
 /// two replays in one prefix would mix their objects.
-async fn claim(sink: &SinkConfig, plan: &Plan) -> anyhow::Result<()> {
+async fn claim(sink: &SinkConfig, plan: &Plan) -> anyhow::Result<Claim> {
     match sink {
         SinkConfig::Local(local) => claim_in(&LocalDir::new(&local.path), plan).await,
         SinkConfig::S3(s3) => claim_in(&s3_sink(s3).await?, plan).await,
     }
 }
 
-async fn claim_in<K: Sink>(sink: &K, plan: &Plan) -> anyhow::Result<()> {
+async fn claim_in<K: Sink>(sink: &K, plan: &Plan) -> anyhow::Result<Claim> {
     let body = serde_json::to_vec_pretty(plan)?;
     match sink.put_if(PLAN_KEY, body, Expect::Absent).await {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Claim::New),
         Err(ConditionalError::Sink(e)) => Err(e.into()),
         Err(ConditionalError::Changed) => {
             let earlier: Option<Plan> = sink
@@ -282,7 +301,7 @@ async fn claim_in<K: Sink>(sink: &K, plan: &Plan) -> anyhow::Result<()> {
                 .await?
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok());
             match earlier {
-                Some(earlier) if earlier == *plan => Ok(()),
+                Some(earlier) if earlier == *plan => Ok(Claim::Resumed),
                 Some(earlier) => bail!(
                     "this prefix holds another replay (version {}, --from {}, --to {}, group \
                      {}); rerun with those arguments to resume it, or choose another --prefix",

@@ -499,7 +499,8 @@ pub fn replay_spans(
         {
             return Err(SourceError(
                 format!(
-                    "{}/{} is not a partition of the pipeline's topics (source.topics); name                      partitions as TOPIC/PARTITION/OFFSET",
+                    "{}/{} is not a partition of the pipeline's topics (source.topics); name \
+                     partitions as TOPIC/PARTITION/OFFSET",
                     unknown.topic, unknown.partition
                 )
                 .into(),
@@ -545,6 +546,16 @@ pub fn replay_spans(
                  the oldest it holds is {low}: replay from there (--from earliest) or later"
             ));
         }
+        // The first record kept may not be the first one stamped after that time: older
+        // ones may have left. Only `earliest` says the gap is accepted.
+        if matches!(from, Bound::Time(_)) && start_at == low && low > 0 {
+            return refuse(format!(
+                "the records from --from's time on may have left the topic (its retention.ms \
+                 or retention.bytes): the oldest it holds, offset {low}, is the first at or \
+                 after that time; replay from --from earliest to accept the gap, or from a \
+                 later time"
+            ));
+        }
         if end_at > high {
             return refuse(format!(
                 "it ends at offset {high} for now, before --to's {end_at}; give an end it has \
@@ -560,6 +571,13 @@ pub fn replay_spans(
             Some(&done) if done > start_at => done.min(end_at),
             _ => start_at,
         };
+        if start < low {
+            return refuse(format!(
+                "the replay stopped at offset {start}, which has left the topic since (its \
+                 retention.ms or retention.bytes; the oldest it holds is {low}); replay into \
+                 a new --prefix"
+            ));
+        }
         spans.push(Span {
             partition,
             from: start_at,
