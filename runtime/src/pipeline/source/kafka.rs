@@ -6,7 +6,9 @@
 //! and the hosts keep reading the others meanwhile; the eager protocol would stop every
 //! host's every partition at each join and leave. A revocation waits, inside the rebalance,
 //! for the partition's window writes under way ([`Owners`]), so the next owner is given the
-//! partition only once this host has stopped writing it.
+//! partition only once this host has stopped writing it. `wrt replay` uses the same source
+//! with its partitions assigned instead ([`Kafka::replay`]): no rebalance, and each
+//! partition ends at its span's end.
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -38,7 +40,7 @@ const IDLE_TICK: Duration = Duration::from_millis(250);
 /// may land after the next owner's.
 const REVOKE_WAIT: Duration = Duration::from_secs(60);
 
-/// A consumer group member reading Debezium topics.
+/// A consumer group member reading Debezium topics, or a replay of a range of them.
 pub struct Kafka {
     consumer: Arc<StreamConsumer<GroupContext>>,
     shutdown: watch::Receiver<bool>,
