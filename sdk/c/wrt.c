@@ -1,6 +1,5 @@
 #include "wrt.h"
 
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,33 +103,60 @@ void wrt_row_retain(wrt_row_t *row, bool (*drop)(const wrt_column_t *column)) {
     row->len = kept;
 }
 
-// Howard Hinnant's civil_from_days.
-static void civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d) {
-    int64_t z = days + 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
+// The bindings take non-const pointers to arguments they only read.
+static transformer_list_u8_t bytes_of(const void *data, size_t len) {
+    return (transformer_list_u8_t){(uint8_t *)data, len};
+}
+
+static void copy_32(transformer_list_u8_t *digest, uint8_t out[32]) {
+    memcpy(out, digest->ptr, digest->len < 32 ? digest->len : 32);
+    transformer_list_u8_free(digest);
+}
+
+void wrt_sha256(const void *data, size_t len, uint8_t out[32]) {
+    transformer_list_u8_t in = bytes_of(data, len), digest;
+    wrt_transform_primitives_sha256(&in, &digest);
+    copy_32(&digest, out);
+}
+
+void wrt_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len, uint8_t out[32]) {
+    transformer_list_u8_t k = bytes_of(key, key_len), in = bytes_of(data, len), mac;
+    wrt_transform_primitives_hmac_sha256(&k, &in, &mac);
+    copy_32(&mac, out);
+}
+
+bool wrt_hmac_sha256_config(const char *config_key, const void *data, size_t len, uint8_t out[32]) {
+    transformer_string_t key;
+    transformer_string_set(&key, config_key);
+    transformer_list_u8_t in = bytes_of(data, len), mac;
+    if (!wrt_transform_primitives_hmac_sha256_config(&key, &in, &mac)) return false;
+    copy_32(&mac, out);
+    return true;
+}
+
+wrt_string_t wrt_lower(const wrt_string_t *text) {
+    wrt_string_t in = *text, out;
+    wrt_transform_primitives_lower(&in, &out);
+    return out;
+}
+
+wrt_string_t wrt_trim(const wrt_string_t *text) {
+    wrt_string_t in = *text, out;
+    wrt_transform_primitives_trim(&in, &out);
+    return out;
+}
+
+void wrt_hex(const uint8_t *bytes, size_t len, char *out) {
+    for (size_t i = 0; i < len; i++) snprintf(out + 2 * i, 3, "%02x", bytes[i]);
+    out[2 * len] = '\0';
 }
 
 int wrt_rfc3339(wrt_timestamp_t ts, char out[WRT_RFC3339_MAX]) {
-    int64_t days = ts.seconds / 86400, secs = ts.seconds % 86400;
-    if (secs < 0) secs += 86400, days--;
-    int64_t y;
-    unsigned m, d;
-    civil_from_days(days, &y, &m, &d);
-    char fraction[11] = "";
-    uint32_t n = ts.nanos;
-    if (n % 1000000 == 0 && n) snprintf(fraction, sizeof fraction, ".%03" PRIu32, n / 1000000);
-    else if (n % 1000 == 0 && n) snprintf(fraction, sizeof fraction, ".%06" PRIu32, n / 1000);
-    else if (n) snprintf(fraction, sizeof fraction, ".%09" PRIu32, n);
-    // %04 counts the sign towards the width, as Rust's {:04} does.
-    return snprintf(out, WRT_RFC3339_MAX, "%04" PRId64 "-%02u-%02uT%02d:%02d:%02d%sZ", y, m, d,
-                    (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), fraction);
+    wrt_string_t text;
+    wrt_transform_primitives_rfc3339(&ts, &text);
+    int len = snprintf(out, WRT_RFC3339_MAX, "%.*s", (int)text.len, (const char *)text.ptr);
+    transformer_string_free(&text);
+    return len;
 }
 
 void wrt_emit(wrt_outcome_t *out, const wrt_string_t *destination, wrt_row_t row) {

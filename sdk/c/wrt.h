@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "transformer.h"
 
@@ -65,10 +66,28 @@ void wrt_row_set(wrt_row_t *row, const char *name, wrt_value_t value);
 // Removes and frees every column for which `drop` is true.
 void wrt_row_retain(wrt_row_t *row, bool (*drop)(const wrt_column_t *column));
 
+// The host's primitives: native code shared by every language's SDK, so hashes, case
+// mapping and timestamps agree byte for byte (C's tolower and isspace know ASCII only).
+
+// SHA-256 of `len` bytes at `data`.
+void wrt_sha256(const void *data, size_t len, uint8_t out[32]);
+// HMAC-SHA-256 of `data` under `key`.
+void wrt_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len, uint8_t out[32]);
+// HMAC-SHA-256 of `data` keyed by the configuration entry `config_key`, which the guest never
+// reads, so a secret salt stays in the pipeline's configuration. False when it is not set.
+bool wrt_hmac_sha256_config(const char *config_key, const void *data, size_t len, uint8_t out[32]);
+// Unicode lower case, full and language-neutral (a final `Σ` becomes `ς`), as a new string
+// (free it with transformer_string_free).
+wrt_string_t wrt_lower(const wrt_string_t *text);
+// `text` without leading and trailing Unicode White_Space, as a new string (free it).
+wrt_string_t wrt_trim(const wrt_string_t *text);
+// `len` bytes as lower-case hex into `out`, which holds 2 * len + 1 chars.
+void wrt_hex(const uint8_t *bytes, size_t len, char *out);
+
 // Longest rendering of wrt_rfc3339, with its terminator.
 #define WRT_RFC3339_MAX 40
-// RFC 3339 in UTC with a `Z` and 0, 3, 6 or 9 fraction digits as needed, exactly as the
-// host and the Rust SDK render timestamps. Returns the length.
+// RFC 3339 in UTC with a `Z` and 0, 3, 6 or 9 fraction digits as needed, years before 1970
+// included: the host's own rendering. Returns the length.
 int wrt_rfc3339(wrt_timestamp_t ts, char out[WRT_RFC3339_MAX]);
 
 // Appends a record for `destination` (copied) holding `row` (taken) to the outcome.

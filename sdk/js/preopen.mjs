@@ -1,4 +1,6 @@
-// Preloaded into jco (node --import): jco 1.35 runs its bundled wasm-tools on
+// Preloaded into jco (node --import). Two mends of the tools' behaviour.
+//
+// 1. jco 1.35 runs its bundled wasm-tools on
 // preview2-shim 0.26, which no longer preopens the host's root by default, so without this
 // jco cannot read the WIT folder ("failed to read path for WIT ... os error 44").
 import { readdirSync } from "node:fs";
@@ -18,3 +20,17 @@ for (const dir of isMainThread ? copies : []) {
     if (e.code !== "ERR_MODULE_NOT_FOUND") throw e;
   }
 }
+
+// 2. The bindings componentize-js generates lift every string with `new TextDecoder()`,
+// which drops a leading U+FEFF (the WHATWG decoder's BOM sniffing), so a text value that
+// starts with one reached JavaScript without it (sdk/conformance has such a value). They
+// are written to a file before the engine is initialised; this makes their decoder keep it.
+import fs from "node:fs";
+import { syncBuiltinESMExports } from "node:module";
+
+const DROPS_BOM = "new TextDecoder()";
+const KEEPS_BOM = 'new TextDecoder("utf-8", { ignoreBOM: true })';
+const writeFile = fs.promises.writeFile;
+fs.promises.writeFile = (path, data, ...rest) =>
+  writeFile(path, typeof data === "string" && data.includes("TEXT_DECODER_UTF8") ? data.replaceAll(DROPS_BOM, KEEPS_BOM) : data, ...rest);
+syncBuiltinESMExports();

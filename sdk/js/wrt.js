@@ -26,11 +26,10 @@
 // state kept from earlier events (a cache that gives the same answer either way is fine):
 // `wrt deploy --events` refuses a transform whose output changes on a second pass.
 
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
-import * as wit from "wrt:transform/config@0.1.0";
-import { log as witLog } from "wrt:transform/logging@0.1.0";
-import { now as witNow } from "wrt:transform/clock@0.1.0";
+import * as wit from "wrt:transform/config@0.1.1";
+import { log as witLog } from "wrt:transform/logging@0.1.1";
+import { now as witNow } from "wrt:transform/clock@0.1.1";
+import * as host from "wrt:transform/primitives@0.1.1";
 
 /** Why a transform rejected one event: a short machine-readable `code` and a message. */
 export class TransformError extends Error {
@@ -89,12 +88,39 @@ export function setColumn(row, name, value) {
   else row.push({ name, value });
 }
 
-/** Lowercase hex SHA-256 of a string's UTF-8 bytes (StarlingMonkey's WebCrypto is async only). */
-export const sha256Hex = (text) => bytesToHex(sha256(new TextEncoder().encode(text)));
+// The host's primitives: native code shared by every language's SDK, so hashes and case
+// mapping agree byte for byte (and run faster than they would in JS).
+
+const utf8 = (data) => (typeof data === "string" ? new TextEncoder().encode(data) : data);
+
+/** SHA-256 of a string's UTF-8 bytes or of a Uint8Array, as a Uint8Array. */
+export const sha256 = (data) => host.sha256(utf8(data));
+
+/** HMAC-SHA-256 of `data` under `key` (strings are hashed as UTF-8), as a Uint8Array. */
+export const hmacSha256 = (key, data) => host.hmacSha256(utf8(key), utf8(data));
+
+/**
+ * HMAC-SHA-256 of `data` keyed by the configuration entry `configKey`, which the guest never
+ * reads, so a secret salt stays in the pipeline's configuration; undefined when it is not set.
+ */
+export const hmacSha256Config = (configKey, data) => host.hmacSha256Config(configKey, utf8(data)) ?? undefined;
+
+/** Unicode lower case, full and language-neutral (a final `Σ` becomes `ς`): Rust's `to_lowercase`. */
+export const lower = (text) => host.lower(text);
+
+/** Without leading and trailing Unicode White_Space (`String.prototype.trim` also strips U+FEFF). */
+export const trim = (text) => host.trim(text);
+
+/** Lowercase hexadecimal of a Uint8Array. */
+export const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
+/** Lowercase hex SHA-256 of a string's UTF-8 bytes. */
+export const sha256Hex = (text) => hex(sha256(text));
 
 /**
  * RFC 3339 in UTC with a `Z` and 0, 3, 6 or 9 fraction digits as needed, exactly as the host
- * and the Rust SDK render timestamps.
+ * and the Rust SDK render timestamps. In JavaScript, not the host's `rfc3339`: componentize-js
+ * traps when a negative s64 is passed to an import (a time before 1970 would).
  */
 export function rfc3339({ seconds, nanos }) {
   const days = floorDiv(seconds, 86400n);
@@ -140,7 +166,7 @@ Math.random = () => (draw ??= generator(drawingFor))();
 function generator(event) {
   const source = event?.source;
   const position = source ? `${source.topic}/${source.partition}/${source.offset}` : "";
-  const hash = sha256(new TextEncoder().encode(position));
+  const hash = sha256(position);
   const seed = new DataView(hash.buffer, hash.byteOffset, hash.byteLength);
   let [a, b, c, d] = [0, 4, 8, 12].map((at) => seed.getUint32(at));
   const next = () => {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { config as fakeConfig } from "./node-fakes.mjs";
-import { TransformError, config, exportTransform, rfc3339, sha256Hex } from "./wrt.js";
+import { TransformError, config, exportTransform, hmacSha256Config, rfc3339, sha256Hex } from "./wrt.js";
 
 test("timestamps render as the host and the Rust SDK render them", () => {
   const ts = (seconds, nanos) => rfc3339({ seconds: BigInt(seconds), nanos });
@@ -40,6 +40,12 @@ test("a thrown TransformError becomes that event's error; other events go on", (
 test("sha256Hex hashes UTF-8", () => {
   assert.equal(sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   assert.equal(sha256Hex("é").length, 64);
+});
+
+test("hmacSha256Config is keyed by a configuration entry, undefined without it", () => {
+  fakeConfig.set("secret", "key");
+  assert.equal(hmacSha256Config("secret", "data").length, 32);
+  assert.equal(hmacSha256Config("no-such-entry", "data"), undefined);
 });
 
 test("Math.random() draws the same numbers for the same event, whatever ran before", () => {

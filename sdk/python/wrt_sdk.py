@@ -35,7 +35,7 @@ from __future__ import annotations  # `list` is also a Config method name
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
-from wit_world.imports import clock, config as wit_config, logging
+from wit_world.imports import clock, config as wit_config, logging, primitives
 from wit_world.imports.logging import Level
 from wit_world.imports.types import (  # noqa: F401 (re-exported for transforms)
     ChangeEvent,
@@ -130,38 +130,46 @@ def type_name(value) -> str:
     return type(value).__name__.removeprefix("Value_").lower()
 
 
+# The host's primitives: native code shared by every language's SDK, so hashes, case mapping
+# and timestamps agree byte for byte.
+
+
+def _utf8(data: str | bytes) -> bytes:
+    return data.encode() if isinstance(data, str) else data
+
+
+def sha256(data: str | bytes) -> bytes:
+    """SHA-256 of ``data`` (a ``str`` is hashed as UTF-8)."""
+    return primitives.sha256(_utf8(data))
+
+
+def hmac_sha256(key: str | bytes, data: str | bytes) -> bytes:
+    """HMAC-SHA-256 of ``data`` under ``key``."""
+    return primitives.hmac_sha256(_utf8(key), _utf8(data))
+
+
+def hmac_sha256_config(config_key: str, data: str | bytes) -> bytes | None:
+    """HMAC-SHA-256 of ``data`` keyed by the configuration entry ``config_key``, which the
+    guest never reads, so a secret salt stays in the pipeline's configuration; ``None``
+    when it is not set."""
+    return primitives.hmac_sha256_config(config_key, _utf8(data))
+
+
+def lower(text: str) -> str:
+    """Unicode lower case, full and language-neutral: what Rust's ``to_lowercase`` gives."""
+    return primitives.lower(text)
+
+
+def trim(text: str) -> str:
+    """``text`` without leading and trailing Unicode White_Space (``str.strip()`` also strips
+    U+001C..U+001F)."""
+    return primitives.trim(text)
+
+
 def rfc3339(ts: Timestamp) -> str:
-    """RFC 3339 in UTC with a ``Z`` and 0, 3, 6 or 9 fraction digits as needed, exactly as
-    the host and the Rust SDK render timestamps."""
-    days, secs = divmod(ts.seconds, 86_400)
-    year, month, day = _civil_from_days(days)
-    sign = "-" if year < 0 else ""
-    # Rust's `{:04}`: the sign counts towards the width.
-    year_text = f"{sign}{abs(year):0{3 if sign else 4}d}"
-    clock_text = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
-    return f"{year_text}-{month:02d}-{day:02d}T{clock_text}{_fraction(ts.nanos)}Z"
-
-
-def _fraction(nanos: int) -> str:
-    if nanos == 0:
-        return ""
-    if nanos % 1_000_000 == 0:
-        return f".{nanos // 1_000_000:03d}"
-    if nanos % 1_000 == 0:
-        return f".{nanos // 1_000:06d}"
-    return f".{nanos:09d}"
-
-
-def _civil_from_days(days: int) -> tuple[int, int, int]:
-    # Howard Hinnant's civil_from_days (Python's datetime stops at year 1..9999).
-    z = days + 719_468
-    era, doe = divmod(z, 146_097)
-    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (month <= 2), month, day
+    """RFC 3339 in UTC with a ``Z`` and 0, 3, 6 or 9 fraction digits as needed, years before
+    1970 included: the host's own rendering."""
+    return primitives.rfc3339(ts)
 
 
 def export_transform(cls):

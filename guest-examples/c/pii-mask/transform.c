@@ -1,11 +1,9 @@
 // PII masking and normalisation: the same transform as guest-examples/pii-mask (Rust), with
-// the same configuration keys and the same output byte for byte on its fixture.
-// Lower-casing and trimming here are ASCII-only (the Rust guest's are Unicode).
+// the same configuration keys and the same output byte for byte.
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sha256.h"
 #include "wrt.h"
 
 static char *salt, *hash_columns, *mask_columns, *drop_columns;
@@ -37,20 +35,22 @@ static bool text_or_null(const wrt_column_t *column, wrt_outcome_t *out) {
     return false;
 }
 
-// sha256(salt + lower(trim(text))) as hex.
+// sha256(salt + lower(trim(text))) as hex, with the host's hash and Unicode case mapping,
+// as in every language.
 static wrt_value_t hashed(const wrt_string_t *text) {
-    size_t start = 0, end = text->len;
-    while (start < end && isspace(text->ptr[start])) start++;
-    while (end > start && isspace(text->ptr[end - 1])) end--;
-    sha256_t ctx;
-    sha256_init(&ctx);
-    sha256_update(&ctx, (const uint8_t *)salt, strlen(salt));
-    for (size_t i = start; i < end; i++) {
-        uint8_t lower = (uint8_t)tolower(text->ptr[i]);
-        sha256_update(&ctx, &lower, 1);
-    }
-    char hex[65] = {0};
-    sha256_hex(&ctx, hex);
+    wrt_string_t trimmed = wrt_trim(text);
+    wrt_string_t lowered = wrt_lower(&trimmed);
+    size_t salt_len = strlen(salt);
+    char *input = malloc(salt_len + lowered.len);
+    memcpy(input, salt, salt_len);
+    memcpy(input + salt_len, lowered.ptr, lowered.len);
+    uint8_t digest[32];
+    wrt_sha256(input, salt_len + lowered.len, digest);
+    free(input);
+    transformer_string_free(&trimmed);
+    transformer_string_free(&lowered);
+    char hex[65];
+    wrt_hex(digest, sizeof digest, hex);
     return wrt_text(hex);
 }
 

@@ -3,11 +3,9 @@
 package main
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"slices"
 	"strings"
-	"unicode"
 
 	"wit_component/wrt"
 )
@@ -54,8 +52,9 @@ func (p *piiMask) Process(event wrt.ChangeEvent) ([]wrt.OutputRecord, error) {
 				return nil, err
 			}
 			if text != nil {
-				sum := sha256.Sum256([]byte(p.salt + strings.ToLower(strings.TrimFunc(*text, unicode.IsSpace))))
-				column.Value = wrt.Text(hex.EncodeToString(sum[:]))
+				// The host's hash and Unicode case mapping, as in every language.
+				sum := wrt.Sha256([]byte(p.salt + wrt.Lower(wrt.Trim(*text))))
+				column.Value = wrt.Text(hex.EncodeToString(sum))
 			}
 		case slices.Contains(p.mask, column.Name):
 			text, err := textOrNull(*column)

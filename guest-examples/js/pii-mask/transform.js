@@ -1,14 +1,10 @@
 // PII masking and normalisation: the same transform as `guest-examples/pii-mask` (Rust),
 // with the same configuration keys and the same output byte for byte.
+// Hashing, trimming and lower-casing are the host's primitives, as in every language.
 import {
-  TransformError, Value, exportTransform, log, opCode, outputRecord, rfc3339, rowOf,
-  setColumn, sha256Hex,
+  TransformError, Value, exportTransform, log, lower, opCode, outputRecord, rfc3339, rowOf,
+  setColumn, sha256Hex, trim,
 } from "wrt-sdk";
-
-// Unicode White_Space at either end: what Rust's `str::trim` strips (`String.prototype.trim`
-// also strips U+FEFF).
-const WHITE_SPACE = "[\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+";
-const EDGE_SPACE = new RegExp(`^${WHITE_SPACE}|${WHITE_SPACE}$`, "g");
 
 class PiiMask {
   constructor(config) {
@@ -28,7 +24,7 @@ class PiiMask {
     for (const column of row) {
       if (this.hash.includes(column.name)) {
         const text = textOrNull(column);
-        column.value = text == null ? Value.null() : Value.text(sha256Hex(this.salt + text.replace(EDGE_SPACE, "").toLowerCase()));
+        column.value = text == null ? Value.null() : Value.text(sha256Hex(this.salt + lower(trim(text))));
       } else if (this.mask.includes(column.name)) {
         const text = textOrNull(column);
         column.value = text == null ? Value.null() : Value.text("***" + (text.match(/[0-9]/g) ?? []).slice(-4).join(""));

@@ -9,7 +9,7 @@
 //! Every timestamp becomes UTC ISO-8601 text, and each row gains `_op` and `_commit_time`.
 //! Rows go to a destination named after their table; deletes keep the row as it was.
 
-use sha2::{Digest, Sha256};
+use wrt_sdk::primitives::{hex, lower, sha256, trim};
 use wrt_sdk::{
     ChangeEvent, Config, Level, Operation, OutputRecord, Row, RowExt, Transform, TransformError,
     Value,
@@ -74,11 +74,12 @@ impl PiiMask {
     fn hash_value(&self, column: &str, value: &Value) -> Result<Value, TransformError> {
         let text = text_or_null(column, value)?;
         Ok(text.map_or(Value::Null, |t| {
-            let digest = Sha256::new()
-                .chain_update(self.salt.as_bytes())
-                .chain_update(t.trim().to_lowercase().as_bytes())
-                .finalize();
-            Value::Text(hex::encode(digest))
+            // The host's SHA-256 and Unicode case mapping: the other languages' examples
+            // call the same code, so they agree byte for byte.
+            let normalised = lower(&trim(t));
+            Value::Text(hex(&sha256(
+                format!("{}{normalised}", self.salt).as_bytes(),
+            )))
         }))
     }
 }

@@ -1,13 +1,8 @@
 """PII masking and normalisation: the same transform as ``guest-examples/pii-mask`` (Rust),
 with the same configuration keys and the same output byte for byte."""
 
-import hashlib
-
 import wrt_sdk
 from wrt_sdk import Level, Operation, OutputRecord, TransformError, Value_Null, Value_Text, Value_Timestamp
-
-# Unicode White_Space, what Rust's `str::trim` strips (`str.strip()` also strips U+001C..U+001F).
-WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 class PiiMask:
@@ -31,8 +26,9 @@ class PiiMask:
             if column.name in self.hash:
                 text = text_or_null(column)
                 if text is not None:
-                    digest = hashlib.sha256((self.salt + text.strip(WHITE_SPACE).lower()).encode())
-                    column.value = Value_Text(digest.hexdigest())
+                    # The host's hash and Unicode case mapping, as in every language.
+                    digest = wrt_sdk.sha256(self.salt + wrt_sdk.lower(wrt_sdk.trim(text)))
+                    column.value = Value_Text(digest.hex())
             elif column.name in self.mask:
                 text = text_or_null(column)
                 if text is not None:

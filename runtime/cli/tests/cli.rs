@@ -80,6 +80,29 @@ fn both_examples_match_their_checked_in_expectations() {
 }
 
 #[test]
+fn a_component_built_against_the_previous_contract_still_runs() {
+    let (_, events, expected) = example("pii-mask");
+    let old = repo_root().join("tests/fixtures/contract-0.1.0/pii_mask.wasm");
+    let mut args = vec![
+        "test",
+        old.to_str().unwrap(),
+        "--events",
+        &events,
+        "--expect",
+        &expected,
+    ];
+    let config = example_config("pii-mask");
+    args.extend(config.iter().map(String::as_str));
+    let out = wrt(&args, &repo_root());
+    assert!(
+        out.status.success() && text(&out.stdout).starts_with("ok: "),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn a_wrong_expectation_fails_with_a_readable_diff() {
     let (_, _, expected) = example("pii-mask");
     let good = std::fs::read_to_string(&expected).unwrap();

@@ -59,34 +59,55 @@ fn wrt(args: &[&str], cwd: &Path) -> Output {
         .expect("running wrt")
 }
 
+/// A unified diff, expected first.
+fn unified(expected: &str, actual: &str) -> String {
+    similar::TextDiff::from_lines(expected, actual)
+        .unified_diff()
+        .header("expected", "actual")
+        .to_string()
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
 }
 
+/// What `wrt test` prints for the PII example `wasm` on `events`.
+fn pii_output(wasm: &Path, events: &Path) -> String {
+    let output = wrt(
+        &[
+            "test",
+            wasm.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--config",
+            "salt=test-salt",
+        ],
+        &repo_root(),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout(&output)
+}
+
+/// The PII example in every language on the example's fixture and on the conformance suite
+/// (`sdk/conformance/`: every value type, NULLs, Unicode edge cases, timestamps before 1970
+/// and with 9-digit fractions, large decimals): byte-identical output, and the same objects
+/// from `wrt run`.
 #[test]
 fn pii_examples_agree_byte_for_byte_in_every_language() {
     let fixture = repo_root().join("guest-examples/pii-mask/tests");
     let events = fixture.join("events.jsonl");
-    let events = events.to_str().unwrap();
+    let conformance = repo_root().join("sdk/conformance");
     let print = |wasm: &Path| {
-        let output = wrt(
-            &[
-                "test",
-                wasm.to_str().unwrap(),
-                "--events",
-                events,
-                "--config",
-                "salt=test-salt",
-            ],
-            &repo_root(),
-        );
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout(&output)
+        (
+            pii_output(wasm, &events),
+            pii_output(wasm, &conformance.join("events.jsonl")),
+        )
     };
+    let events = events.to_str().unwrap();
 
     // `wrt run` into a folder: the same objects, keyed by each version's digest.
     let lake = |wasm: &Path| {
@@ -136,8 +157,10 @@ fn pii_examples_agree_byte_for_byte_in_every_language() {
     let rust = print(&guest("pii_mask"));
     let rust_lake = lake(&guest("pii_mask"));
     let expected = std::fs::read_to_string(fixture.join("expected.jsonl")).unwrap();
-    assert_eq!(rust, expected, "the Rust guest is the reference");
-    assert!(rust.contains("[type-mismatch]") && rust.lines().count() == 17);
+    assert_eq!(rust.0, expected, "the Rust guest is the reference");
+    assert!(rust.0.contains("[type-mismatch]") && rust.0.lines().count() == 17);
+    let expected = std::fs::read_to_string(conformance.join("expected.jsonl")).unwrap();
+    assert_eq!(rust.1, expected, "the conformance suite's expectation");
 
     let out = tempfile::tempdir().unwrap();
     for lang in GUEST_LANGS {
@@ -150,8 +173,13 @@ fn pii_examples_agree_byte_for_byte_in_every_language() {
                 .join("pii-mask"),
             &wasm,
         );
-        let actual = print(&wasm);
-        assert!(actual == rust, "{lang} differs from Rust:\n{actual}");
+        let (actual, conforms) = print(&wasm);
+        assert!(actual == rust.0, "{lang} differs from Rust:\n{actual}");
+        assert!(
+            conforms == rust.1,
+            "{lang} fails the conformance suite:\n{}",
+            unified(&rust.1, &conforms)
+        );
         assert!(
             lake(&wasm) == rust_lake,
             "{lang}: `wrt run` wrote other objects"

@@ -118,6 +118,43 @@ pub fn now() -> Timestamp {
     bindings::wrt::transform::clock::now()
 }
 
+/// Pure helpers the host runs natively (the WIT `primitives` interface): every language's
+/// SDK calls the same code, so hashes and Unicode case mapping agree byte for byte.
+pub mod primitives {
+    use super::bindings::wrt::transform::primitives as host;
+
+    /// SHA-256 of `data`.
+    pub fn sha256(data: &[u8]) -> Vec<u8> {
+        host::sha256(data)
+    }
+
+    /// HMAC-SHA-256 of `data` under `key`.
+    pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+        host::hmac_sha256(key, data)
+    }
+
+    /// HMAC-SHA-256 of `data` keyed by the configuration entry `config_key`, which the guest
+    /// never reads; `None` when that entry is not set.
+    pub fn hmac_sha256_config(config_key: &str, data: &[u8]) -> Option<Vec<u8>> {
+        host::hmac_sha256_config(config_key, data)
+    }
+
+    /// Unicode lower case (full, language-neutral mapping): what `str::to_lowercase` gives.
+    pub fn lower(text: &str) -> String {
+        host::lower(text)
+    }
+
+    /// Without leading and trailing Unicode White_Space: what `str::trim` gives.
+    pub fn trim(text: &str) -> String {
+        host::trim(text)
+    }
+
+    /// Lower-case hexadecimal.
+    pub fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl Timestamp {
     /// RFC 3339 in UTC with a `Z`, with 0, 3, 6 or 9 fraction digits as needed
     /// (`2024-05-01T12:00:00Z`, `2024-05-01T12:00:00.250Z`). The host renders timestamps the same way.

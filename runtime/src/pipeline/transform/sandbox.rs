@@ -35,7 +35,7 @@ mod output;
 
 use self::output::GuestOutput;
 use super::{BatchFailure, FailureKind, InstanceError, Transform};
-use crate::event::bindings::wrt::transform::{clock, config, logging, types};
+use crate::event::bindings::wrt::transform::{clock, config, logging, primitives, types};
 use crate::event::bindings::{Transformer, TransformerPre};
 use crate::event::{ChangeEvent, Outcome, Source, Timestamp};
 
@@ -555,6 +555,44 @@ impl clock::Host for HostState {
     }
 }
 
+impl primitives::Host for HostState {
+    fn sha256(&mut self, data: Vec<u8>) -> Vec<u8> {
+        Sha256::digest(data).to_vec()
+    }
+
+    fn hmac_sha256(&mut self, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
+        hmac_sha256(&key, &data)
+    }
+
+    fn hmac_sha256_config(&mut self, config_key: String, data: Vec<u8>) -> Option<Vec<u8>> {
+        let key = self.config.get(&config_key)?;
+        Some(hmac_sha256(key.as_bytes(), &data))
+    }
+
+    fn lower(&mut self, text: String) -> String {
+        text.to_lowercase()
+    }
+
+    fn trim(&mut self, text: String) -> String {
+        match text.trim() {
+            trimmed if trimmed.len() == text.len() => text,
+            trimmed => trimmed.to_string(),
+        }
+    }
+
+    fn rfc3339(&mut self, t: Timestamp) -> String {
+        t.to_rfc3339()
+    }
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    use hmac::Mac as _;
+    let mut mac =
+        hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
 /// Caps linear memory and remembers that it did, so a failure is classified without
 /// parsing error text.
 struct MemoryCap {
@@ -826,5 +864,27 @@ struct Timer {
 impl Pollable for Timer {
     async fn ready(&mut self) {
         self.clock.advance_to(self.deadline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // Test case 2 of RFC 4231: a key shorter than the block.
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a key longer than the block is hashed first.
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
     }
 }
