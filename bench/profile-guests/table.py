@@ -16,7 +16,7 @@ LAYERS = [
     ("lowering a whole row back out (passthrough - null, less Rust's row - drop)", "{l}-passthrough", "{l}-null", ("rust-row", "rust-drop")),
     ("user code: drop/mask/trim/lower, setColumn, Value, the loop (norfc - passthrough)", "{l}-norfc", "{l}-passthrough", None),
     ("SDK rfc3339 (nohash - norfc)", "{l}-nohash", "{l}-norfc", None),
-    ("SHA-256 in the guest language (full - nohash)", "{l}-full", "{l}-nohash", None),
+    ("SHA-256 (full - nohash; the host's since 3dec700)", "{l}-full", "{l}-nohash", None),
 ]
 
 

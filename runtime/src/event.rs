@@ -53,12 +53,19 @@ impl Timestamp {
     };
 
     /// RFC 3339 in UTC with `Z` and 0, 3, 6 or 9 fraction digits as needed: the same text the
-    /// Rust SDK's `Timestamp::to_rfc3339` gives, so host- and guest-rendered times agree.
+    /// Rust and JavaScript SDKs give, so host- and guest-rendered times agree, whatever the
+    /// year (chrono would write years past 9999 as `+10000` and fail beyond ±262,143).
     pub fn to_rfc3339(self) -> String {
-        match self.to_datetime() {
-            Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            None => format!("{}s+{}ns", self.seconds, self.nanos),
-        }
+        let (days, secs) = (
+            self.seconds.div_euclid(86_400),
+            self.seconds.rem_euclid(86_400),
+        );
+        let (y, m, d) = civil_from_days(days);
+        let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{}Z",
+            fraction(self.nanos)
+        )
     }
 
     pub fn to_datetime(self) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -134,19 +141,36 @@ fn time_of_day(nanos: i64) -> String {
     let sign = if nanos < 0 { "-" } else { "" };
     let n = nanos.unsigned_abs();
     let secs = n / 1_000_000_000;
-    let frac = (n % 1_000_000_000) as u32;
-    let fraction = match frac {
-        0 => String::new(),
-        f if f % 1_000_000 == 0 => format!(".{:03}", f / 1_000_000),
-        f if f % 1_000 == 0 => format!(".{:06}", f / 1_000),
-        f => format!(".{f:09}"),
-    };
+    let fraction = fraction((n % 1_000_000_000) as u32);
     format!(
         "{sign}{:02}:{:02}:{:02}{fraction}",
         secs / 3600,
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// `.250`, `.000250` or `.000000250`: the shortest of 3, 6 or 9 digits that is exact.
+fn fraction(nanos: u32) -> String {
+    match nanos {
+        0 => String::new(),
+        n if n % 1_000_000 == 0 => format!(".{:03}", n / 1_000_000),
+        n if n % 1_000 == 0 => format!(".{:06}", n / 1_000),
+        n => format!(".{n:09}"),
+    }
+}
+
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to a proleptic Gregorian date.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// A row as a JSON object, columns in row order.
@@ -232,6 +256,10 @@ mod tests {
         assert_eq!(render(0, 0), "1970-01-01T00:00:00Z");
         assert_eq!(render(-1, 5), "1969-12-31T23:59:59.000000005Z");
         assert_eq!(render(253_402_300_799, 0), "9999-12-31T23:59:59Z");
+        // Past chrono's range and RFC 3339's four digits, as the SDKs write them.
+        assert_eq!(render(253_402_300_800, 0), "10000-01-01T00:00:00Z");
+        assert_eq!(render(-62_198_755_200, 0), "-001-01-01T00:00:00Z");
+        assert_eq!(render(i64::MAX, 0), "292277026596-12-04T15:30:07Z");
         assert_eq!(
             render(1_714_521_600, 250_000),
             "2024-05-01T00:00:00.000250Z"

@@ -73,8 +73,8 @@ void wrt_row_retain(wrt_row_t *row, bool (*drop)(const wrt_column_t *column));
 void wrt_sha256(const void *data, size_t len, uint8_t out[32]);
 // HMAC-SHA-256 of `data` under `key`.
 void wrt_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len, uint8_t out[32]);
-// HMAC-SHA-256 of `data` keyed by the configuration entry `config_key`, which the guest never
-// reads, so a secret salt stays in the pipeline's configuration. False when it is not set.
+// HMAC-SHA-256 of `data` keyed by the configuration entry `config_key` (not NULL), so the
+// transform's code need not handle a secret salt. False when the entry is not set.
 bool wrt_hmac_sha256_config(const char *config_key, const void *data, size_t len, uint8_t out[32]);
 // Unicode lower case, full and language-neutral (a final `Σ` becomes `ς`), as a new string
 // (free it with transformer_string_free).

@@ -1,6 +1,6 @@
 """Writes events.jsonl, the conformance suite's input: Debezium envelopes (as the MySQL and
 MariaDB connectors write them) covering every value type, NULLs, Unicode edge cases,
-timestamps before 1970 and with 9-digit fractions, and large decimals.
+timestamps before 1970, past 9999 and with 9-digit fractions, and large decimals.
 
     python3 sdk/conformance/make-events.py > sdk/conformance/events.jsonl
 """
@@ -99,6 +99,8 @@ CASES = [
     {"ts_ms": -30_610_224_000_000, "ts_us": 253_402_300_799_999_999, "ts_ns": 1, "ts_zoned": "9999-12-31T23:59:59.999999999Z"},
     {"ts_ms": 1_714_521_600_250, "ts_us": 1_714_521_600_000_250, "ts_ns": 1_714_521_600_123_456_789, "ts_zoned": "1000-01-01T00:00:00.000001Z"},
     {"ts_ms": -86_400_001, "ts_us": -62_135_596_800_000_000 + 1, "ts_ns": -9_223_372_036_854_775_808, "ts_zoned": "1969-12-31T23:59:59.9Z"},
+    # Years past 9999 and before year 0 (more digits, a minus sign), the last nanosecond.
+    {"ts_ms": 253_402_300_800_000, "ts_us": -62_198_755_200_000_000, "ts_ns": 9_223_372_036_854_775_807},
 ]
 
 SOURCE_SCHEMA = {

@@ -25,12 +25,31 @@ for (const dir of isMainThread ? copies : []) {
 // which drops a leading U+FEFF (the WHATWG decoder's BOM sniffing), so a text value that
 // starts with one reached JavaScript without it (sdk/conformance has such a value). They
 // are written to a file before the engine is initialised; this makes their decoder keep it.
+// A componentize run whose bindings were not mended fails, so a jco that writes them some
+// other way cannot silently bring the fault back.
 import fs from "node:fs";
 import { syncBuiltinESMExports } from "node:module";
 
 const DROPS_BOM = "new TextDecoder()";
 const KEEPS_BOM = 'new TextDecoder("utf-8", { ignoreBOM: true })';
+let mended = false;
 const writeFile = fs.promises.writeFile;
-fs.promises.writeFile = (path, data, ...rest) =>
-  writeFile(path, typeof data === "string" && data.includes("TEXT_DECODER_UTF8") ? data.replaceAll(DROPS_BOM, KEEPS_BOM) : data, ...rest);
+fs.promises.writeFile = (path, data, ...rest) => {
+  if (typeof data === "string" && data.includes("TEXT_DECODER_UTF8")) {
+    data = data.replaceAll(DROPS_BOM, KEEPS_BOM);
+    if (data.includes(DROPS_BOM) || !data.includes(KEEPS_BOM)) {
+      throw new Error("sdk/js/preopen.mjs: the bindings' TextDecoder changed; update the BOM mend");
+    }
+    mended = true;
+  }
+  return writeFile(path, data, ...rest);
+};
 syncBuiltinESMExports();
+if (isMainThread && process.argv.includes("componentize")) {
+  process.on("exit", (code) => {
+    if (code === 0 && !mended) {
+      console.error("sdk/js/preopen.mjs: componentize wrote no bindings this file could mend (BOM); update it");
+      process.exitCode = 1;
+    }
+  });
+}

@@ -100,8 +100,8 @@ export const sha256 = (data) => host.sha256(utf8(data));
 export const hmacSha256 = (key, data) => host.hmacSha256(utf8(key), utf8(data));
 
 /**
- * HMAC-SHA-256 of `data` keyed by the configuration entry `configKey`, which the guest never
- * reads, so a secret salt stays in the pipeline's configuration; undefined when it is not set.
+ * HMAC-SHA-256 of `data` keyed by the configuration entry `configKey`, so the transform's code
+ * need not handle a secret salt; undefined when it is not set.
  */
 export const hmacSha256Config = (configKey, data) => host.hmacSha256Config(configKey, utf8(data)) ?? undefined;
 
@@ -162,13 +162,19 @@ let drawingFor = null;
 let draw = null;
 Math.random = () => (draw ??= generator(drawingFor))();
 
+// Outside any event (module top level, `init`) the seed is the first 16 bytes of SHA-256(""):
+// the module's top level runs while the component is built, when no host import answers.
+const NO_EVENT_SEED = [0xe3b0c442, 0x98fc1c14, 0x9afbf4c8, 0x996fb924];
+
 /** sfc32 seeded by the SHA-256 of the event's source position; 53-bit doubles in [0, 1). */
 function generator(event) {
   const source = event?.source;
-  const position = source ? `${source.topic}/${source.partition}/${source.offset}` : "";
-  const hash = sha256(position);
-  const seed = new DataView(hash.buffer, hash.byteOffset, hash.byteLength);
-  let [a, b, c, d] = [0, 4, 8, 12].map((at) => seed.getUint32(at));
+  let [a, b, c, d] = NO_EVENT_SEED;
+  if (source) {
+    const hash = sha256(`${source.topic}/${source.partition}/${source.offset}`);
+    const seed = new DataView(hash.buffer, hash.byteOffset, hash.byteLength);
+    [a, b, c, d] = [0, 4, 8, 12].map((at) => seed.getUint32(at));
+  }
   const next = () => {
     const t = (((a + b) | 0) + d) | 0;
     d = (d + 1) | 0;

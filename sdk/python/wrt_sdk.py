@@ -149,9 +149,8 @@ def hmac_sha256(key: str | bytes, data: str | bytes) -> bytes:
 
 
 def hmac_sha256_config(config_key: str, data: str | bytes) -> bytes | None:
-    """HMAC-SHA-256 of ``data`` keyed by the configuration entry ``config_key``, which the
-    guest never reads, so a secret salt stays in the pipeline's configuration; ``None``
-    when it is not set."""
+    """HMAC-SHA-256 of ``data`` keyed by the configuration entry ``config_key``, so the
+    transform's code need not handle a secret salt; ``None`` when it is not set."""
     return primitives.hmac_sha256_config(config_key, _utf8(data))
 
 

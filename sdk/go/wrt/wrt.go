@@ -192,8 +192,7 @@ func Sha256(data []byte) []byte { return wrt_transform_primitives.Sha256(data) }
 func HmacSha256(key, data []byte) []byte { return wrt_transform_primitives.HmacSha256(key, data) }
 
 // HmacSha256Config is the HMAC-SHA-256 of data keyed by the configuration entry configKey,
-// which the guest never reads, so a secret salt stays in the pipeline's configuration; false
-// when the entry is not set.
+// so the transform's code need not handle a secret salt; false when the entry is not set.
 func HmacSha256Config(configKey string, data []byte) ([]byte, bool) {
 	mac := wrt_transform_primitives.HmacSha256Config(configKey, data)
 	return mac.SomeOr(nil), mac.IsSome()

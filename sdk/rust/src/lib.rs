@@ -133,8 +133,8 @@ pub mod primitives {
         host::hmac_sha256(key, data)
     }
 
-    /// HMAC-SHA-256 of `data` keyed by the configuration entry `config_key`, which the guest
-    /// never reads; `None` when that entry is not set.
+    /// HMAC-SHA-256 of `data` keyed by the configuration entry `config_key`, so the
+    /// transform's code need not handle a secret salt; `None` when that entry is not set.
     pub fn hmac_sha256_config(config_key: &str, data: &[u8]) -> Option<Vec<u8>> {
         host::hmac_sha256_config(config_key, data)
     }

@@ -565,8 +565,7 @@ impl primitives::Host for HostState {
     }
 
     fn hmac_sha256_config(&mut self, config_key: String, data: Vec<u8>) -> Option<Vec<u8>> {
-        let key = self.config.get(&config_key)?;
-        Some(hmac_sha256(key.as_bytes(), &data))
+        hmac_sha256_config(&self.config, &config_key, &data)
     }
 
     fn lower(&mut self, text: String) -> String {
@@ -583,6 +582,12 @@ impl primitives::Host for HostState {
     fn rfc3339(&mut self, t: Timestamp) -> String {
         t.to_rfc3339()
     }
+}
+
+/// Keyed by the configuration entry `config_key`; none when it is not set.
+fn hmac_sha256_config(config: &TransformConfig, config_key: &str, data: &[u8]) -> Option<Vec<u8>> {
+    let key = config.get(config_key)?;
+    Some(hmac_sha256(key.as_bytes(), data))
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -886,5 +891,23 @@ mod tests {
             )),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
+    }
+
+    #[test]
+    fn the_keyed_hmac_takes_its_key_from_the_configuration() {
+        let config = TransformConfig::from([
+            ("salt".to_string(), "Jefe".to_string()),
+            ("empty".to_string(), String::new()),
+        ]);
+        let data = b"what do ya want for nothing?";
+        assert_eq!(
+            hmac_sha256_config(&config, "salt", data),
+            Some(hmac_sha256(b"Jefe", data))
+        );
+        assert_eq!(
+            hmac_sha256_config(&config, "empty", data),
+            Some(hmac_sha256(b"", data))
+        );
+        assert_eq!(hmac_sha256_config(&config, "unset", data), None);
     }
 }
