@@ -52,9 +52,10 @@ impl Timestamp {
         nanos: 0,
     };
 
-    /// RFC 3339 in UTC with `Z` and 0, 3, 6 or 9 fraction digits as needed: the same text the
-    /// Rust and JavaScript SDKs give, so host- and guest-rendered times agree, whatever the
-    /// year (chrono would write years past 9999 as `+10000` and fail beyond ±262,143).
+    /// RFC 3339 in UTC with `Z` and 0, 3, 6 or 9 fraction digits as needed. Guests render
+    /// with this too (the contract's `primitives.rfc3339`; the JavaScript SDK's own copy must
+    /// agree), so host- and guest-rendered times agree whatever the year (chrono would write
+    /// years past 9999 as `+10000` and fail beyond ±262,143).
     pub fn to_rfc3339(self) -> String {
         let (days, secs) = (
             self.seconds.div_euclid(86_400),
@@ -255,6 +256,11 @@ mod tests {
         let render = |seconds, nanos| Timestamp { seconds, nanos }.to_rfc3339();
         assert_eq!(render(0, 0), "1970-01-01T00:00:00Z");
         assert_eq!(render(-1, 5), "1969-12-31T23:59:59.000000005Z");
+        assert_eq!(
+            render(1_714_521_600, 250_000_000),
+            "2024-05-01T00:00:00.250Z"
+        );
+        assert_eq!(render(-30_610_224_000, 0), "1000-01-01T00:00:00Z");
         assert_eq!(render(253_402_300_799, 0), "9999-12-31T23:59:59Z");
         // Past chrono's range and RFC 3339's four digits, as the SDKs write them.
         assert_eq!(render(253_402_300_800, 0), "10000-01-01T00:00:00Z");

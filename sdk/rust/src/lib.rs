@@ -157,44 +157,11 @@ pub mod primitives {
 
 impl Timestamp {
     /// RFC 3339 in UTC with a `Z`, with 0, 3, 6 or 9 fraction digits as needed
-    /// (`2024-05-01T12:00:00Z`, `2024-05-01T12:00:00.250Z`). The host renders timestamps the same way.
+    /// (`2024-05-01T12:00:00Z`, `2024-05-01T12:00:00.250Z`): the host's `rfc3339`, so every
+    /// language renders timestamps with the same code.
     pub fn to_rfc3339(&self) -> String {
-        let (date, secs) = (
-            self.seconds.div_euclid(86_400),
-            self.seconds.rem_euclid(86_400),
-        );
-        let (y, m, d) = civil_from_days(date);
-        let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{}Z",
-            fraction(self.nanos)
-        )
+        bindings::wrt::transform::primitives::rfc3339(*self)
     }
-}
-
-/// `.250`, `.000250` or `.000000250`: the shortest of 3, 6 or 9 digits that is exact.
-fn fraction(nanos: u32) -> String {
-    match nanos {
-        0 => String::new(),
-        n if n % 1_000_000 == 0 => format!(".{:03}", n / 1_000_000),
-        n if n % 1_000 == 0 => format!(".{:06}", n / 1_000),
-        n => format!(".{n:09}"),
-    }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`; a date crate would be most of a guest's size).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 impl Value {
@@ -374,20 +341,4 @@ macro_rules! export_transform {
 
         $crate::bindings::export_transformer!(__WrtGuest with_types_in $crate::bindings);
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_rendering() {
-        let ts = |seconds, nanos| Timestamp { seconds, nanos }.to_rfc3339();
-        assert_eq!(ts(0, 0), "1970-01-01T00:00:00Z");
-        assert_eq!(ts(1_714_521_600, 250_000_000), "2024-05-01T00:00:00.250Z");
-        assert_eq!(ts(1_714_521_600, 250_000), "2024-05-01T00:00:00.000250Z");
-        assert_eq!(ts(-1, 5), "1969-12-31T23:59:59.000000005Z");
-        assert_eq!(ts(-30_610_224_000, 0), "1000-01-01T00:00:00Z");
-        assert_eq!(ts(253_402_300_799, 0), "9999-12-31T23:59:59Z");
-    }
 }
