@@ -53,8 +53,14 @@ fn example_config(name: &str) -> Vec<String> {
 }
 
 fn wrt_test_example(name: &str, expect: &str) -> Output {
-    let (wasm, events, _) = example(name);
-    let mut args = vec!["test", &wasm, "--events", &events, "--expect", expect];
+    let (wasm, _, _) = example(name);
+    wrt_test_example_with(&wasm, name, expect)
+}
+
+/// `wrt test` of `wasm` on example `name`'s events and configuration.
+fn wrt_test_example_with(wasm: &str, name: &str, expect: &str) -> Output {
+    let (_, events, _) = example(name);
+    let mut args = vec!["test", wasm, "--events", &events, "--expect", expect];
     let config = example_config(name);
     args.extend(config.iter().map(String::as_str));
     wrt(&args, &repo_root())
@@ -81,19 +87,9 @@ fn both_examples_match_their_checked_in_expectations() {
 
 #[test]
 fn a_component_built_against_the_previous_contract_still_runs() {
-    let (_, events, expected) = example("pii-mask");
+    let (_, _, expected) = example("pii-mask");
     let old = repo_root().join("tests/fixtures/contract-0.1.0/pii_mask.wasm");
-    let mut args = vec![
-        "test",
-        old.to_str().unwrap(),
-        "--events",
-        &events,
-        "--expect",
-        &expected,
-    ];
-    let config = example_config("pii-mask");
-    args.extend(config.iter().map(String::as_str));
-    let out = wrt(&args, &repo_root());
+    let out = wrt_test_example_with(old.to_str().unwrap(), "pii-mask", &expected);
     assert!(
         out.status.success() && text(&out.stdout).starts_with("ok: "),
         "{}{}",
