@@ -1,5 +1,5 @@
 //! Encoding a window, per row: the benchmark's row images (`wrt::sample::workload`, decoded)
-//! rendered as JSON Lines into the gzip stream (`encode::Buffer`), 5,000 rows per object as in
+//! rendered as JSON Lines into the gzip stream (`encode::Lines`), 5,000 rows per object as in
 //! the benchmark's windows. Run it twice to compare flate2's backends, miniz_oxide (the
 //! runtime's) and zlib-rs (figures and the decision in `docs/performance.md`):
 //!
@@ -15,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use wrt::event::Row;
 use wrt::model::WindowSpan;
 use wrt::pipeline::decode::{Decoded, Decoder};
-use wrt::pipeline::encode::{Buffer, ObjectName};
+use wrt::pipeline::encode::{Lines, ObjectName};
 
 /// Rows per object, as in the benchmark's windows of 5,000 source records.
 const WINDOW: usize = 5_000;
@@ -54,7 +54,7 @@ fn encode(c: &mut Criterion) {
     // One iteration is a whole object; criterion reports it, divide by WINDOW for a row.
     group.bench_function(format!("window_of_{WINDOW}_rows_gzip"), |b| {
         b.iter(|| {
-            let mut buffer = Buffer::default();
+            let mut buffer = Lines::default();
             for (offset, row) in rows.iter().enumerate() {
                 buffer.push_row(offset as i64, row);
             }

@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format as _, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::model::Format;
 use crate::pipeline::batch::PartitionTemplate;
 
 /// A whole pipeline: source → transform → batch → sink.
@@ -209,6 +210,10 @@ pub struct BatchConfig {
     /// Hive-style path under each destination, from the commit time:
     /// `{yyyy}`, `{MM}`, `{dd}`, `{HH}`, `{mm}`.
     pub partition_template: String,
+    /// How objects are written: `jsonl` (gzip JSON Lines) or `parquet`.
+    pub format: Format,
+    /// Destinations written in another format than `format`, e.g. `{ audit = "jsonl" }`.
+    pub formats: BTreeMap<String, Format>,
 }
 
 impl Default for BatchConfig {
@@ -219,6 +224,8 @@ impl Default for BatchConfig {
             max_bytes: 64 << 20,
             max_age_ms: 10_000,
             partition_template: "dt={yyyy}-{MM}-{dd}".into(),
+            format: Format::default(),
+            formats: BTreeMap::new(),
         }
     }
 }
@@ -859,7 +866,10 @@ token-env = "SHOP_ADMIN_TOKEN"
             } else {
                 format!("{at}.{key}")
             };
-            let free_form = matches!(path.as_str(), "transform.config" | "source.properties");
+            let free_form = matches!(
+                path.as_str(),
+                "transform.config" | "source.properties" | "batch.formats"
+            );
             if child.is_object() && !free_form {
                 collect_keys(child, &path, out);
             } else {

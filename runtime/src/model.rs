@@ -127,6 +127,111 @@ impl ObjectMeta {
     }
 }
 
+/// How a destination's objects are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// gzip JSON Lines, one object per destination and path in a window.
+    #[default]
+    Jsonl,
+    /// Parquet with typed columns, one object per destination, path and source schema
+    /// version in a window.
+    Parquet,
+}
+
+impl Format {
+    /// The object key's extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl.gz",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// The format of every destination: one for all, and exceptions by destination name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Formats {
+    pub default: Format,
+    pub by_destination: BTreeMap<String, Format>,
+}
+
+impl Formats {
+    pub fn of(&self, destination: &str) -> Format {
+        self.by_destination
+            .get(destination)
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
+/// The columns a table's change events declare in their Debezium schema: what a typed
+/// encoder (Parquet) needs beyond the values, such as a decimal's precision and scale.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceSchema {
+    /// 16 hex digits of SHA-256 over the columns, so every host names a version alike.
+    pub id: String,
+    pub columns: Vec<SourceColumn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceColumn {
+    pub name: String,
+    pub declared: Declared,
+}
+
+/// A column's type as the Debezium schema declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Declared {
+    /// Connect's int8..int64, by bits.
+    Int(u8),
+    /// float32 or float64, by bits.
+    Float(u8),
+    Boolean,
+    /// Connect's `Decimal`: the scale, and the precision when the connector sent it
+    /// (`connect.decimal.precision`).
+    Decimal {
+        precision: Option<u8>,
+        scale: i8,
+    },
+    /// `VariableScaleDecimal`: each value has its own scale.
+    VariableDecimal,
+    Text,
+    Bytes,
+    /// A JSON document, or a nested Connect value carried as JSON.
+    Json,
+    Date,
+    /// A time of day; `nanos` when the schema counts nanoseconds, else at most microseconds.
+    Time {
+        nanos: bool,
+    },
+    /// An instant; `nanos` as for [`Declared::Time`].
+    Timestamp {
+        nanos: bool,
+    },
+    /// A type Kafka Connect does not have.
+    Unknown,
+}
+
+impl SourceSchema {
+    pub fn new(columns: Vec<SourceColumn>) -> Self {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for column in &columns {
+            hash.update(format!("{}\0{:?}\n", column.name, column.declared));
+        }
+        let id = hex::encode(&hash.finalize()[..8]);
+        SourceSchema { id, columns }
+    }
+
+    pub fn column(&self, name: &str) -> Option<Declared> {
+        self.columns
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.declared)
+    }
+}
+
 /// Escapes a key segment Hive-style: anything but `[A-Za-z0-9._-]` becomes `%XX`, and a
 /// segment that would be `.` or `..` is escaped too, so no name can climb out of its prefix.
 pub fn path_segment(raw: &str) -> String {

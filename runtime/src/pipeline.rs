@@ -47,7 +47,7 @@ use tracing::Instrument;
 
 use crate::config::{BatchConfig, PipelineSection, RetrySection};
 use crate::event::{ChangeEvent, Column, Outcome, OutputRecord, Timestamp, Value};
-use crate::model::{KafkaRecord, Owners, Reason, TopicPartition};
+use crate::model::{Formats, KafkaRecord, Owners, Reason, SourceSchema, TopicPartition};
 use crate::telemetry::Telemetry;
 use batch::{Batcher, PartitionTemplate, Rotation, Window};
 use commit::{Committer, Sealed, Written};
@@ -66,6 +66,8 @@ pub struct Options {
     pub batch_size: usize,
     pub rotation: Rotation,
     pub template: PartitionTemplate,
+    /// The format of each destination's objects.
+    pub formats: Formats,
     /// Stop once no record has arrived for this long and every window is written.
     pub stop_when_idle: Option<Duration>,
     /// Threads that decode and transform, each with its own transform instance.
@@ -82,6 +84,7 @@ impl Default for Options {
             batch_size: 256,
             rotation: Rotation::default(),
             template: PartitionTemplate::default(),
+            formats: Formats::default(),
             stop_when_idle: None,
             lanes: PipelineSection::default().lanes(),
             writers: PipelineSection::default().writers,
@@ -106,6 +109,10 @@ impl Options {
                 max_age: Duration::from_millis(batch.max_age_ms),
             },
             template: PartitionTemplate::parse(&batch.partition_template)?,
+            formats: Formats {
+                default: batch.format,
+                by_destination: batch.formats.clone(),
+            },
             stop_when_idle: None,
             lanes: pipeline.lanes(),
             writers: pipeline.writers,
@@ -681,6 +688,7 @@ fn start_lanes<K: Sink + Clone + Send + Sync + 'static>(
                 batcher: Batcher::new(
                     options.rotation,
                     options.template.clone(),
+                    options.formats.clone(),
                     transform.digest(),
                 ),
                 decoder: Decoder::default(),
@@ -856,7 +864,8 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
             ..Summary::default()
         };
         let mut outputs: Vec<(String, u64)> = Vec::new();
-        for (record, emits) in records.iter().zip(transformed.emitted) {
+        let declared = transformed.schemas.iter();
+        for ((record, emits), schema) in records.iter().zip(transformed.emitted).zip(declared) {
             if let Some(window) = self.batcher.close_before(record) {
                 self.dispatch(window)?;
             }
@@ -894,12 +903,19 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
                         continue;
                     }
                 };
+                if let Err(reason) = self
+                    .batcher
+                    .add_output(record, &output, time, schema.as_ref())
+                {
+                    counted.dead_letters += 1;
+                    self.batcher.add_dead_letter(record, &reason);
+                    continue;
+                }
                 counted.records_out += 1;
                 match outputs.iter_mut().find(|(d, _)| *d == output.destination) {
                     Some((_, n)) => *n += 1,
                     None => outputs.push((output.destination.clone(), 1)),
                 }
-                self.batcher.add_output(record, &output, time);
             }
             if let Some(window) = self.batcher.consumed(record) {
                 self.dispatch(window)?;
@@ -1062,6 +1078,8 @@ async fn write_durably<K: Sink>(
 pub struct Transformed {
     /// Per source record, in order.
     pub emitted: Vec<Vec<Emit>>,
+    /// Per source record, the columns its schema declares (see [`Decoder::schema`]).
+    pub schemas: Vec<Option<Arc<SourceSchema>>>,
     /// How many records were row changes (and went to the transform).
     pub change_events: u64,
     /// Transform calls that failed as a whole, the calls on the batch's parts included.
@@ -1124,6 +1142,7 @@ fn transform_within(
     budget: Budget,
 ) -> Transformed {
     let mut emitted: Vec<Vec<Emit>> = Vec::with_capacity(records.len());
+    let mut schemas = Vec::with_capacity(records.len());
     let mut events = Vec::with_capacity(records.len());
     let mut event_slots = Vec::with_capacity(records.len());
     for record in records {
@@ -1146,9 +1165,11 @@ fn transform_within(
             })],
         };
         emitted.push(emit);
+        schemas.push(decoder.schema());
     }
     let mut transformed = Transformed {
         emitted,
+        schemas,
         change_events: events.len() as u64,
         failed_calls: 0,
         failed_alone: 0,

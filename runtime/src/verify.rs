@@ -53,7 +53,9 @@ where
     for key in sink.list("").await? {
         if key.starts_with(MARKERS) {
             lake.markers.push(key);
-        } else if !key.starts_with(INTERNAL) && key.ends_with(".jsonl.gz") {
+        } else if !key.starts_with(INTERNAL)
+            && (key.ends_with(".jsonl.gz") || key.ends_with(".parquet"))
+        {
             data.push(key);
         }
     }
@@ -228,9 +230,14 @@ struct Window<'a> {
     keys: Vec<String>,
 }
 
-/// The window a key names: `<topic>+<partition>+<first offset>+<digest12>.jsonl.gz`.
+/// The window a key names: `<topic>+<partition>+<first offset>+<digest12>.jsonl.gz`, or
+/// `….<digest12>.<schema>.parquet`.
 fn named_window(key: &str) -> Option<(&str, i32, i64, &str)> {
-    let file = key.rsplit('/').next()?.strip_suffix(".jsonl.gz")?;
+    let name = key.rsplit('/').next()?;
+    let file = match name.strip_suffix(".parquet") {
+        Some(versioned) => versioned.rsplit_once('.')?.0,
+        None => name.strip_suffix(".jsonl.gz")?,
+    };
     let mut parts = file.rsplitn(4, '+');
     let digest = parts.next()?;
     let first = parts.next()?.parse().ok()?;
@@ -521,6 +528,34 @@ mod tests {
         let mut report = check(&lake(objects), &known(), &committed(20));
         excuse_unreadable_gaps(&mut report, |_, _| None);
         assert_eq!(kinds(&report), ["gap"]);
+    }
+
+    #[test]
+    fn parquet_objects_of_two_schema_versions_make_one_window() {
+        // Window [0,10): a JSON Lines object and two Parquet ones, one per source schema.
+        let mut objects = Vec::new();
+        for (ext, at) in [
+            ("jsonl.gz", "a"),
+            ("0123abcd.parquet", "b"),
+            ("undeclared.parquet", "b"),
+        ] {
+            let mut found = object(at, 0, 0, 10, 3, V1);
+            found.key = found.key.replace("jsonl.gz", ext);
+            objects.push(found);
+        }
+        let report = check(&lake(objects.clone()), &known(), &committed(10));
+        assert!(report.ok, "{report:?}");
+        // One of them lost is a gap; one under another window's key is not this window's.
+        let report = check(&lake(objects[..2].to_vec()), &known(), &committed(10));
+        assert_eq!(kinds(&report), ["gap"]);
+        assert!(key_matches(
+            &objects[1].key,
+            objects[1].meta.as_ref().unwrap()
+        ));
+        let elsewhere = objects[1]
+            .key
+            .replace("+00000000000000000000+", "+00000000000000000005+");
+        assert!(!key_matches(&elsewhere, objects[1].meta.as_ref().unwrap()));
     }
 
     #[test]

@@ -35,3 +35,31 @@ pub fn files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8
     }
     out
 }
+
+/// pyarrow's reading of every `.parquet` file under `dir`, as the JSON document
+/// `tests/readers/parquet_rows.py` prints: relative path → types, metadata and rows. The
+/// reader is installed by `.ci/readers` (in `WRT_READERS_VENV`, by default
+/// `~/.cache/wrt/readers-venv`).
+pub fn pyarrow_read(dir: &std::path::Path) -> Vec<u8> {
+    let venv = std::env::var_os("WRT_READERS_VENV").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/wrt/readers-venv"),
+        PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash .ci/readers` (installs pyarrow)",
+        python.display()
+    );
+    let out = std::process::Command::new(&python)
+        .arg(repo_root().join("tests/readers/parquet_rows.py"))
+        .arg(dir)
+        .output()
+        .expect("running the Parquet reader");
+    assert!(
+        out.status.success(),
+        "the Parquet reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

@@ -13,8 +13,14 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn pipeline_toml(names: &Names, stack: &Stack, max_records: u64) -> String {
+    pipeline_toml_as(names, stack, max_records, "jsonl")
+}
+
+fn pipeline_toml_as(names: &Names, stack: &Stack, max_records: u64, format: &str) -> String {
     Pipeline {
-        batch: format!("batch-size = 256\nmax-records = {max_records}\nmax-age-ms = 1000"),
+        batch: format!(
+            "batch-size = 256\nmax-records = {max_records}\nmax-age-ms = 1000\nformat = \"{format}\""
+        ),
         ..Pipeline::default()
     }
     .toml(names, stack)
@@ -63,10 +69,21 @@ async fn ten_thousand_changes_land_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_while_uploading_loses_and_doubles_nothing() {
+    sigkill_while_uploading("e2e_kill", "jsonl").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_while_uploading_parquet_loses_and_doubles_nothing() {
+    sigkill_while_uploading("e2e_kill_parquet", "parquet").await;
+}
+
+/// Kills the host mid-upload until three kills have left a window half written, then checks
+/// that a last run lands every change exactly once, with objects in `format`.
+async fn sigkill_while_uploading(test: &str, format: &str) {
     let load = workload(300, 10_000, 11);
     // Small windows: many uploads, so a kill lands inside one.
-    let setup = setup("e2e_kill", &load, |names, stack| {
-        pipeline_toml(names, stack, 100)
+    let setup = setup(test, &load, |names, stack| {
+        pipeline_toml_as(names, stack, 100, format)
     })
     .await;
     let log = |n: usize| setup.dir.path().join(format!("wrt-{n}.log"));
@@ -105,8 +122,17 @@ async fn sigkill_while_uploading_loses_and_doubles_nothing() {
         .await;
     wrt.stop();
     let lake = setup.lake().await;
-    println!("e2e: {interrupted} runs killed mid-upload; duplicates 0, losses 0 asserted next");
+    println!(
+        "e2e ({format}): {interrupted} runs killed mid-upload; duplicates 0, losses 0 asserted next"
+    );
+    let data = |k: &String| k.starts_with("customers/");
+    assert!(
+        lake.keys()
+            .filter(|k| data(k))
+            .all(|k| k.ends_with(format.replace("jsonl", "jsonl.gz").as_str()))
+    );
     assert_exactly_once(&lake, &load.expected);
+    assert_verified(&setup.config);
     setup.stack.drop_connector(&setup.names.connector);
 }
 

@@ -13,10 +13,13 @@
 //! for the next window's marker in turn.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event::{OutputRecord, Timestamp};
-use crate::model::{KafkaRecord, Object, Reason, TopicPartition, WindowSpan, path_segment};
+use crate::model::{
+    Formats, KafkaRecord, Object, Reason, SourceSchema, TopicPartition, WindowSpan, path_segment,
+};
 use crate::pipeline::encode;
 
 /// When a window closes.
@@ -92,6 +95,7 @@ impl Default for PartitionTemplate {
 pub struct Batcher {
     rotation: Rotation,
     template: PartitionTemplate,
+    formats: Formats,
     digest: String,
     open: Vec<Window>,
     owned: Vec<(TopicPartition, Ownership)>,
@@ -143,17 +147,17 @@ pub struct Window {
     /// Where a replayed window must end: the offset its marker recorded.
     replay_end: Option<i64>,
     outputs: Vec<Output>,
-    dead_letters: encode::Buffer,
+    dead_letters: encode::Lines,
 }
 
 /// The rows of one object: a destination (as the transform named it, and escaped for the
-/// key) and a partition path.
+/// key), a partition path and, for Parquet, a source schema version.
 #[derive(Debug)]
 struct Output {
     destination: String,
     escaped: String,
     path: String,
-    buffer: encode::Buffer,
+    encoder: encode::Encoder,
 }
 
 fn is(source: &TopicPartition, record: &KafkaRecord) -> bool {
@@ -161,10 +165,16 @@ fn is(source: &TopicPartition, record: &KafkaRecord) -> bool {
 }
 
 impl Batcher {
-    pub fn new(rotation: Rotation, template: PartitionTemplate, digest: &str) -> Self {
+    pub fn new(
+        rotation: Rotation,
+        template: PartitionTemplate,
+        formats: Formats,
+        digest: &str,
+    ) -> Self {
         Batcher {
             rotation,
             template,
+            formats,
             digest: digest.to_string(),
             open: Vec::new(),
             owned: Vec::new(),
@@ -239,7 +249,7 @@ impl Batcher {
             opened_at: Instant::now(),
             replay_end,
             outputs: Vec::new(),
-            dead_letters: encode::Buffer::default(),
+            dead_letters: encode::Lines::default(),
         });
     }
 
@@ -323,8 +333,15 @@ impl Batcher {
         self.digest = digest.to_string();
     }
 
-    /// Adds a transform output made from `record`, encoded straight into its object.
-    pub fn add_output(&mut self, record: &KafkaRecord, output: &OutputRecord, time: Timestamp) {
+    /// Adds a transform output made from `record`, whose source declared `schema`, encoded
+    /// straight into its object; the reason when the object's format cannot hold the row.
+    pub fn add_output(
+        &mut self,
+        record: &KafkaRecord,
+        output: &OutputRecord,
+        time: Timestamp,
+        schema: Option<&Arc<SourceSchema>>,
+    ) -> Result<(), Reason> {
         let at = self.window_at(record);
         if self.paths.len() > 1024 {
             self.paths.clear();
@@ -347,23 +364,28 @@ impl Batcher {
         }
         let path = extended.as_deref().unwrap_or(base);
         let window = &mut self.open[at];
-        let found = window
-            .outputs
-            .iter()
-            .position(|o| o.destination == output.destination && o.path == path);
+        let found = window.outputs.iter().position(|o| {
+            o.destination == output.destination && o.path == path && o.encoder.takes(schema)
+        });
         let at = match found {
             Some(at) => at,
             None => {
                 // Two names that escape alike share one object, as they share its key.
                 let escaped = path_segment(&output.destination);
-                match (window.outputs.iter()).position(|o| o.escaped == escaped && o.path == path) {
+                let alike = |o: &Output| o.escaped == escaped && o.path == path;
+                match (window.outputs.iter()).position(|o| alike(o) && o.encoder.takes(schema)) {
                     Some(at) => at,
                     None => {
+                        // The first name's format decides, as its key does.
+                        let format = match window.outputs.iter().find(|o| alike(o)) {
+                            Some(o) => self.formats.of(&o.destination),
+                            None => self.formats.of(&output.destination),
+                        };
                         window.outputs.push(Output {
                             destination: output.destination.clone(),
                             escaped,
                             path: path.to_string(),
-                            buffer: encode::Buffer::default(),
+                            encoder: encode::Encoder::new(format, schema.cloned()),
                         });
                         window.outputs.len() - 1
                     }
@@ -371,8 +393,13 @@ impl Batcher {
             }
         };
         window.outputs[at]
-            .buffer
-            .push_row(record.offset, &output.row);
+            .encoder
+            .push_row(record.offset, &output.row)
+            .map_err(|message| Reason {
+                stage: "encode",
+                kind: "unrepresentable".into(),
+                message: format!("destination {:?}: {message}", output.destination),
+            })
     }
 
     /// Adds a dead letter for `record`.
@@ -397,7 +424,7 @@ impl Batcher {
             generation,
             first_offset,
             next_offset,
-            mut outputs,
+            outputs,
             dead_letters,
             ..
         } = window;
@@ -422,15 +449,110 @@ impl Batcher {
                 objects: count as u64,
             },
         };
-        outputs.sort_by(|a, b| (&a.escaped, &a.path).cmp(&(&b.escaped, &b.path)));
+        let mut keyed: Vec<(String, Output)> = (outputs.into_iter())
+            .map(|o| (name.output_key(&o.escaped, &o.path, &o.encoder), o))
+            .collect();
+        keyed.sort_by(|(a, x), (b, y)| (&x.escaped, &x.path, a).cmp(&(&y.escaped, &y.path, b)));
         let mut objects = Vec::with_capacity(count);
-        for output in outputs {
-            let key = name.output_key(&output.escaped, &output.path);
-            objects.push(output.buffer.finish(key, &name)?);
+        for (key, output) in keyed {
+            objects.push(output.encoder.finish(key, &name)?);
         }
         if !dead_letters.is_empty() {
             objects.push(dead_letters.finish(name.dead_letter_key(), &name)?);
         }
         Ok(objects)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Column, Value};
+    use crate::model::{Declared, Format, SourceColumn};
+
+    fn record(offset: i64) -> KafkaRecord {
+        KafkaRecord {
+            topic: "shop.shop.customers".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: None,
+            key: None,
+            value: Some(b"{}".to_vec()),
+        }
+    }
+
+    fn version(columns: &[&str]) -> Arc<SourceSchema> {
+        let columns = columns.iter().map(|name| SourceColumn {
+            name: name.to_string(),
+            declared: Declared::Int(64),
+        });
+        Arc::new(SourceSchema::new(columns.collect()))
+    }
+
+    /// The keys of the one window made of 100 records whose schema alternates between two
+    /// versions at every record, as during a connector rollout.
+    fn alternating(format: Format) -> Vec<String> {
+        let formats = Formats {
+            default: format,
+            by_destination: Default::default(),
+        };
+        let mut batcher = Batcher::new(
+            Rotation::default(),
+            PartitionTemplate::default(),
+            formats,
+            "0123456789abcdef",
+        );
+        let (old, new) = (version(&["id"]), version(&["id", "tier"]));
+        for offset in 0..100 {
+            let record = record(offset);
+            let schema = if offset % 2 == 0 { &old } else { &new };
+            let row = (schema.columns.iter())
+                .map(|c| Column {
+                    name: c.name.clone(),
+                    value: Value::Int(offset),
+                })
+                .collect();
+            let output = OutputRecord {
+                destination: "customers".into(),
+                row,
+                partition: Vec::new(),
+            };
+            batcher
+                .add_output(
+                    &record,
+                    &output,
+                    Timestamp {
+                        seconds: 0,
+                        nanos: 0,
+                    },
+                    Some(schema),
+                )
+                .unwrap();
+            assert!(batcher.consumed(&record).is_none());
+        }
+        let mut windows = batcher.close_all();
+        assert_eq!(windows.len(), 1);
+        let objects = batcher.objects(windows.remove(0)).unwrap();
+        assert!(
+            objects
+                .iter()
+                .all(|o| o.meta.window.objects == objects.len() as u64)
+        );
+        objects.into_iter().map(|o| o.key).collect()
+    }
+
+    #[test]
+    fn a_window_of_interleaved_schema_versions_makes_one_parquet_file_per_version() {
+        let keys = alternating(Format::Parquet);
+        let (old, new) = (version(&["id"]), version(&["id", "tier"]));
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        for id in [&old.id, &new.id] {
+            assert!(
+                keys.iter().any(|k| k.ends_with(&format!(".{id}.parquet"))),
+                "{keys:?}"
+            );
+        }
+        // JSON Lines objects do not split by version.
+        assert_eq!(alternating(Format::Jsonl).len(), 1);
     }
 }

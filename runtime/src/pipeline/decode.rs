@@ -17,7 +17,7 @@ use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
 use crate::event::{ChangeEvent, Column, Operation, Row, Source, Timestamp, Value};
-use crate::model::KafkaRecord;
+use crate::model::{Declared, KafkaRecord, SourceColumn, SourceSchema};
 
 mod plan;
 pub use plan::Decoder;
@@ -127,6 +127,8 @@ struct Schema<'a> {
 struct Parameters<'a> {
     #[serde(default, borrow)]
     scale: Option<Str<'a>>,
+    #[serde(default, borrow, rename = "connect.decimal.precision")]
+    precision: Option<Str<'a>>,
 }
 
 /// A string borrowed from the input unless it holds escapes. (serde borrows a `Cow` only as a
@@ -412,6 +414,64 @@ fn schemaless(value: &Json) -> Value {
 const NANOS: i64 = 1_000_000_000;
 const MICROS: i64 = 1_000_000;
 const MILLIS: i64 = 1_000;
+
+/// The columns a row schema declares, in order; `None` for a field without a name.
+fn source_schema(row: &Schema) -> Option<SourceSchema> {
+    let columns = row.fields.iter().map(|field| {
+        Some(SourceColumn {
+            name: field.field.as_deref()?.to_string(),
+            declared: declared(field),
+        })
+    });
+    Some(SourceSchema::new(columns.collect::<Option<_>>()?))
+}
+
+/// A column's declared type, read as [`typed`] reads it: the logical name first.
+fn declared(schema: &Schema) -> Declared {
+    let parameters = schema.parameters.as_ref();
+    match schema.name.as_deref() {
+        Some("org.apache.kafka.connect.data.Decimal") => {
+            let scale = parameters.and_then(|p| p.scale.as_deref()?.parse().ok());
+            match scale {
+                Some(scale) => Declared::Decimal {
+                    precision: parameters.and_then(|p| p.precision.as_deref()?.parse().ok()),
+                    scale,
+                },
+                None => Declared::Unknown,
+            }
+        }
+        Some("io.debezium.data.VariableScaleDecimal") => Declared::VariableDecimal,
+        Some("io.debezium.time.Date" | "org.apache.kafka.connect.data.Date") => Declared::Date,
+        Some("io.debezium.time.NanoTime") => Declared::Time { nanos: true },
+        Some(
+            "io.debezium.time.Time"
+            | "org.apache.kafka.connect.data.Time"
+            | "io.debezium.time.MicroTime",
+        ) => Declared::Time { nanos: false },
+        Some("io.debezium.time.NanoTimestamp") => Declared::Timestamp { nanos: true },
+        Some(
+            "io.debezium.time.Timestamp"
+            | "org.apache.kafka.connect.data.Timestamp"
+            | "io.debezium.time.MicroTimestamp"
+            | "io.debezium.time.ZonedTimestamp",
+        ) => Declared::Timestamp { nanos: false },
+        Some("io.debezium.data.Json") => Declared::Json,
+        Some("io.debezium.data.Bits") => Declared::Bytes,
+        _ => match &*schema.type_name {
+            "int8" => Declared::Int(8),
+            "int16" => Declared::Int(16),
+            "int32" => Declared::Int(32),
+            "int64" => Declared::Int(64),
+            "float32" => Declared::Float(32),
+            "float64" => Declared::Float(64),
+            "boolean" => Declared::Boolean,
+            "string" => Declared::Text,
+            "bytes" => Declared::Bytes,
+            "struct" | "array" | "map" => Declared::Json,
+            _ => Declared::Unknown,
+        },
+    }
+}
 
 /// Decodes one column by its Connect schema: the logical `name` first, then the plain `type`.
 fn typed(row: &str, column: &str, schema: &Schema, value: &Json) -> Result<Value, DecodeError> {

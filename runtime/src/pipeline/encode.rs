@@ -1,13 +1,18 @@
-//! The encode stage: JSON Lines, gzip-compressed, under deterministic keys.
+//! The encode stage: gzip JSON Lines or Parquet ([`parquet`]), under deterministic keys.
+
+mod parquet;
 
 use std::io::Write;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use flate2::{Compression, write::GzEncoder};
 use serde_json::json;
 
 use crate::event::{LakeRow, Row};
-use crate::model::{KafkaRecord, Object, ObjectMeta, Reason, WindowSpan, path_segment};
+use crate::model::{
+    Format, KafkaRecord, Object, ObjectMeta, Reason, SourceSchema, WindowSpan, path_segment,
+};
 
 /// Where dead letters go, apart from every destination.
 pub const DEAD_LETTER_PREFIX: &str = "_dead_letter";
@@ -21,9 +26,18 @@ pub struct ObjectName<'a> {
 }
 
 impl ObjectName<'_> {
-    /// `<destination>/<partition path>/<topic>+<partition>+<first offset>+<digest>.jsonl.gz`
-    pub fn output_key(&self, destination: &str, path: &str) -> String {
-        let file = self.file_name();
+    /// `<destination>/<partition path>/<topic>+<partition>+<first offset>+<digest>.jsonl.gz`,
+    /// or `….<schema>.parquet` where `schema` is the source schema version's id
+    /// (`undeclared` for rows with no declared schema).
+    pub fn output_key(&self, destination: &str, path: &str, encoder: &Encoder) -> String {
+        let file = match encoder {
+            Encoder::Lines(_) => self.file_name(),
+            Encoder::Parquet(table, _) => format!(
+                "{}.{}.parquet",
+                self.stem(),
+                table.declared().map_or("undeclared", |d| &d.id)
+            ),
+        };
         if path.is_empty() {
             format!("{destination}/{file}")
         } else {
@@ -41,9 +55,13 @@ impl ObjectName<'_> {
     }
 
     fn file_name(&self) -> String {
+        format!("{}.jsonl.gz", self.stem())
+    }
+
+    fn stem(&self) -> String {
         // Zero-padded so keys sort by offset; 12 hex digits of the digest tell versions apart.
         format!(
-            "{}+{}+{:020}+{}.jsonl.gz",
+            "{}+{}+{:020}+{}",
             path_segment(self.topic),
             self.partition,
             self.window.first_offset,
@@ -52,27 +70,57 @@ impl ObjectName<'_> {
     }
 }
 
+/// The source offsets an object's rows came from.
+#[derive(Debug, Default)]
+pub struct Offsets {
+    records: u64,
+    first: Option<i64>,
+    last: i64,
+}
+
+impl Offsets {
+    fn add(&mut self, offset: i64) {
+        self.records += 1;
+        self.first.get_or_insert(offset);
+        self.last = offset;
+    }
+
+    fn object(self, key: String, body: Vec<u8>, name: &ObjectName<'_>) -> Object {
+        Object {
+            key,
+            body,
+            meta: ObjectMeta {
+                records: self.records,
+                topic: name.topic.to_string(),
+                partition: name.partition,
+                first_offset: self.first.unwrap_or(name.window.first_offset),
+                last_offset: self.last,
+                transform: name.digest.to_string(),
+                window: name.window,
+            },
+        }
+    }
+}
+
 /// One object's lines, gzipped as they arrive, with the offsets they came from. Rows are
 /// written straight into the compressed stream: a window holds its output compressed.
 #[derive(Default)]
-pub struct Buffer {
+pub struct Lines {
     gz: Option<GzEncoder<Vec<u8>>>,
     /// One line at a time, so the compressor sees whole lines rather than many tiny writes.
     line: Vec<u8>,
-    records: u64,
-    first_offset: Option<i64>,
-    last_offset: i64,
+    offsets: Offsets,
 }
 
-impl std::fmt::Debug for Buffer {
+impl std::fmt::Debug for Lines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Buffer")
-            .field("records", &self.records)
+        f.debug_struct("Lines")
+            .field("offsets", &self.offsets)
             .finish_non_exhaustive()
     }
 }
 
-impl Buffer {
+impl Lines {
     /// Adds a line (without its newline).
     pub fn push(&mut self, offset: i64, line: &[u8]) {
         let gz = self
@@ -81,9 +129,7 @@ impl Buffer {
         // Writing into a Vec cannot fail.
         gz.write_all(line).expect("compressing into memory");
         gz.write_all(b"\n").expect("compressing into memory");
-        self.records += 1;
-        self.first_offset.get_or_insert(offset);
-        self.last_offset = offset;
+        self.offsets.add(offset);
     }
 
     /// Adds an output row as a JSON line, rendered without a JSON tree.
@@ -96,7 +142,7 @@ impl Buffer {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records == 0
+        self.offsets.records == 0
     }
 
     /// Ends the gzip stream. The gzip header carries no time, so equal lines give equal
@@ -105,19 +151,63 @@ impl Buffer {
         let gz = self
             .gz
             .unwrap_or_else(|| GzEncoder::new(Vec::new(), Compression::fast()));
-        Ok(Object {
-            key,
-            body: gz.finish()?,
-            meta: ObjectMeta {
-                records: self.records,
-                topic: name.topic.to_string(),
-                partition: name.partition,
-                first_offset: self.first_offset.unwrap_or(name.window.first_offset),
-                last_offset: self.last_offset,
-                transform: name.digest.to_string(),
-                window: name.window,
-            },
-        })
+        Ok(self.offsets.object(key, gz.finish()?, name))
+    }
+}
+
+/// An output object being made, in its destination's format.
+pub enum Encoder {
+    Lines(Lines),
+    Parquet(parquet::Table, Offsets),
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Encoder::Lines(lines) => lines.fmt(f),
+            Encoder::Parquet(_, offsets) => f.debug_tuple("Parquet").field(offsets).finish(),
+        }
+    }
+}
+
+impl Encoder {
+    /// An encoder for rows of `format` whose source declares `schema`.
+    pub fn new(format: Format, schema: Option<Arc<SourceSchema>>) -> Self {
+        match format {
+            Format::Jsonl => Encoder::Lines(Lines::default()),
+            Format::Parquet => Encoder::Parquet(parquet::Table::new(schema), Offsets::default()),
+        }
+    }
+
+    /// Whether rows declared by `schema` belong in this object: a Parquet object holds one
+    /// source schema version.
+    pub fn takes(&self, schema: Option<&Arc<SourceSchema>>) -> bool {
+        match self {
+            Encoder::Lines(_) => true,
+            Encoder::Parquet(table, _) => table.declared().map(|d| &d.id) == schema.map(|s| &s.id),
+        }
+    }
+
+    /// Adds an output row, or says why the object's format cannot hold it.
+    pub fn push_row(&mut self, offset: i64, row: &Row) -> Result<(), String> {
+        match self {
+            Encoder::Lines(lines) => lines.push_row(offset, row),
+            Encoder::Parquet(table, offsets) => {
+                table.push_row(row)?;
+                offsets.add(offset);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self, key: String, name: &ObjectName<'_>) -> Result<Object, std::io::Error> {
+        match self {
+            Encoder::Lines(lines) => lines.finish(key, name),
+            Encoder::Parquet(table, offsets) => {
+                let body = table.finish().map_err(std::io::Error::other)?;
+                Ok(offsets.object(key, body, name))
+            }
+        }
     }
 }
 
@@ -168,15 +258,30 @@ mod tests {
             digest: "0123456789abcdef",
             window: window(first_offset),
         };
+        let lines = Encoder::new(Format::Jsonl, None);
         assert_eq!(
-            name(42).output_key("orders", "dt=2024-05-01"),
+            name(42).output_key("orders", "dt=2024-05-01", &lines),
             "orders/dt=2024-05-01/shop.shop.orders+2+00000000000000000042+0123456789ab.jsonl.gz"
+        );
+        let declared = SourceSchema::new(Vec::new());
+        let parquet = Encoder::new(Format::Parquet, Some(Arc::new(declared.clone())));
+        assert_eq!(
+            name(42).output_key("orders", "", &parquet),
+            format!(
+                "orders/shop.shop.orders+2+00000000000000000042+0123456789ab.{}.parquet",
+                declared.id
+            )
+        );
+        assert!(
+            name(42)
+                .output_key("o", "", &Encoder::new(Format::Parquet, None))
+                .ends_with("+0123456789ab.undeclared.parquet")
         );
         assert_eq!(
             name(7).dead_letter_key(),
             "_dead_letter/shop.shop.orders/shop.shop.orders+2+00000000000000000007+0123456789ab.jsonl.gz"
         );
-        assert!(name(9).output_key("o", "") < name(10).output_key("o", ""));
+        assert!(name(9).output_key("o", "", &lines) < name(10).output_key("o", "", &lines));
     }
 
     #[test]
@@ -188,7 +293,7 @@ mod tests {
             window: window(5),
         };
         let object = || {
-            let mut buffer = Buffer::default();
+            let mut buffer = Lines::default();
             buffer.push(5, br#"{"a":1}"#);
             buffer.push(9, br#"{"a":2}"#);
             buffer.finish("k".into(), &name).unwrap()

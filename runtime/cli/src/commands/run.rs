@@ -7,6 +7,7 @@ use wrt::config::{
     SourceConfig, TransformSection,
 };
 use wrt::host::{Host, Transforms, load_file};
+use wrt::model::Format;
 use wrt::pipeline::transform::sandbox::Compiler;
 use wrt::pipeline::{Options, Summary};
 
@@ -22,6 +23,7 @@ use super::{key_value, section_loader};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     wrt run guest-examples/target/wasm32-wasip2/release/pii_mask.wasm --set salt=s3cret --out lake\n  \
+    wrt run pii_mask.wasm --set salt=s3cret --format parquet --out lake\n  \
     wrt run --config pipeline.toml --check\n  \
     wrt run --config pipeline.toml\n  \
     wrt run --config pipeline.toml --watch   # reload transform.path when rebuilt")]
@@ -67,6 +69,10 @@ pub struct Run {
     #[arg(long, default_value_t = BatchConfig::default().partition_template, value_name = "TEMPLATE",
           conflicts_with = "config")]
     partition_template: String,
+
+    /// How objects are written: gzip JSON Lines, or Parquet with typed columns.
+    #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "parquet"], conflicts_with = "config")]
+    format: String,
 
     /// Most linear memory one transform instance may use, in MiB.
     #[arg(
@@ -186,6 +192,10 @@ impl Run {
                 // A finite local input closes windows by count only, so two runs write the
                 // same bytes however fast the machine is.
                 max_age_ms: u64::MAX,
+                format: match self.format.as_str() {
+                    "parquet" => Format::Parquet,
+                    _ => Format::Jsonl,
+                },
                 ..BatchConfig::default()
             },
             pipeline: PipelineSection {

@@ -329,7 +329,10 @@ pub fn sql_datetime(micros: i64) -> String {
 pub fn insert(id: i64, rev: i64) -> String {
     let r = image(id, rev);
     format!(
-        "INSERT INTO customers VALUES ({id}, {}, {}, {}, {}, {}, {}, {}, '{}', {rev}, 'secret');\n",
+        // Columns named: a test may add one with a default mid-stream.
+        "INSERT INTO customers (id, email, full_name, phone, balance, created_at, updated_at, \
+         prefs, status, rev, password_hash) \
+         VALUES ({id}, {}, {}, {}, {}, {}, {}, {}, '{}', {rev}, 'secret');\n",
         sql_str(&r.email),
         sql_str(&r.full_name),
         sql_opt(&r.phone),
@@ -549,25 +552,19 @@ pub async fn keys(s3: &Client, bucket: &str, prefix: &str) -> Vec<String> {
     out
 }
 
-/// Every object under `prefix`: key → its lines, in key order. A window marker deleted
-/// between the listing and its read was committed meanwhile, and counts as absent; any other
-/// object that cannot be read fails the test.
+/// Every object under `prefix`: key → its lines, in key order; a Parquet object's rows as
+/// JSON lines, read by pyarrow (see [`parquet_files`]). A window marker deleted between the
+/// listing and its read was committed meanwhile, and counts as absent; any other object
+/// that cannot be read fails the test.
 pub async fn objects(s3: &Client, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for key in keys(s3, bucket, prefix).await {
-        let response = match s3.get_object().bucket(bucket).key(&key).send().await {
-            Ok(response) => response,
-            Err(e)
-                if is_transient(&key)
-                    && e.as_service_error().is_some_and(
-                        aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key,
-                    ) =>
-            {
-                continue;
-            }
-            Err(e) => panic!("reading {key} from {bucket}: {e:?}"),
+        if key.ends_with(".parquet") {
+            continue;
+        }
+        let Some(body) = read(s3, bucket, &key).await else {
+            continue;
         };
-        let body = response.body.collect().await.unwrap().into_bytes();
         let mut text = String::new();
         if key.ends_with(".gz") {
             flate2::read::GzDecoder::new(&body[..])
@@ -578,7 +575,76 @@ pub async fn objects(s3: &Client, bucket: &str, prefix: &str) -> BTreeMap<String
         }
         out.insert(key, text.lines().map(String::from).collect());
     }
+    for (key, file) in parquet_files(s3, bucket, prefix).await {
+        let rows = file["rows"].as_array().unwrap().iter();
+        out.insert(key, rows.map(|row| row.to_string()).collect());
+    }
     out
+}
+
+async fn read(s3: &Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let response = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(response) => response,
+        Err(e)
+            if is_transient(key)
+                && e.as_service_error().is_some_and(
+                    aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key,
+                ) =>
+        {
+            return None;
+        }
+        Err(e) => panic!("reading {key} from {bucket}: {e:?}"),
+    };
+    Some(response.body.collect().await.unwrap().into_bytes().to_vec())
+}
+
+/// pyarrow's reading of the Parquet objects read so far, by bucket and key: an object's key
+/// always holds the same bytes, so a test that polls reads each one once.
+static PARQUET: std::sync::Mutex<BTreeMap<(String, String), serde_json::Value>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Every Parquet object under `prefix` as the independent reader sees it
+/// (`tests/readers/parquet_rows.py`): key → `{"types", "metadata", "rows"}`.
+pub async fn parquet_files(
+    s3: &Client,
+    bucket: &str,
+    prefix: &str,
+) -> BTreeMap<String, serde_json::Value> {
+    let keys: Vec<String> = (keys(s3, bucket, prefix).await.into_iter())
+        .filter(|key| key.ends_with(".parquet"))
+        .collect();
+    let cached = |key: &String| {
+        PARQUET
+            .lock()
+            .unwrap()
+            .contains_key(&(bucket.into(), key.clone()))
+    };
+    let new: Vec<&String> = keys.iter().filter(|key| !cached(key)).collect();
+    if !new.is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        for key in &new {
+            let body = read(s3, bucket, key)
+                .await
+                .expect("a data object is never deleted");
+            let path = dir.path().join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        let read: BTreeMap<String, serde_json::Value> =
+            serde_json::from_slice(&wrt_tests::pyarrow_read(dir.path())).unwrap();
+        assert_eq!(read.len(), new.len(), "pyarrow read every file");
+        let mut cache = PARQUET.lock().unwrap();
+        for (key, file) in read {
+            cache.insert((bucket.into(), key), file);
+        }
+    }
+    let cache = PARQUET.lock().unwrap();
+    (keys.into_iter())
+        .map(|key| {
+            let file = cache[&(bucket.to_string(), key.clone())].clone();
+            (key, file)
+        })
+        .collect()
 }
 
 /// The customer rows in the lake, per id, in Kafka order: objects of one partition sort

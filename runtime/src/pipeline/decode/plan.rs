@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -26,8 +27,8 @@ use serde_json::{Number, Value as Json};
 // Everything through the parent module, so this file follows it wherever the shared types live.
 use super::{
     ChangeEvent, Column, DecodeError, Decoded, HEARTBEAT_SCHEMA, HEARTBEAT_TOPIC_PREFIX,
-    KafkaRecord, MICROS, MILLIS, NANOS, Operation, Row, Schema, Source, Timestamp, Value,
-    decimal_value, non_finite, timestamp, zoned_timestamp,
+    KafkaRecord, MICROS, MILLIS, NANOS, Operation, Row, Schema, Source, SourceSchema, Timestamp,
+    Value, decimal_value, non_finite, source_schema, timestamp, zoned_timestamp,
 };
 
 /// Decodes records exactly as [`decode`](super::decode) does, compiling each distinct schema of a
@@ -35,6 +36,8 @@ use super::{
 #[derive(Default)]
 pub struct Decoder {
     topics: HashMap<String, Topic>,
+    /// The declared columns of the last change event the plans decoded.
+    last: Option<Arc<SourceSchema>>,
 }
 
 /// The last value and key schemas seen on a topic.
@@ -55,10 +58,18 @@ struct Compiled<P> {
 impl Decoder {
     /// Decodes one record: the reference's result, or its error with the same message.
     pub fn decode(&mut self, record: &KafkaRecord) -> Result<Decoded, DecodeError> {
+        self.last = None;
         match self.fast(record) {
             Some(event) => Ok(Decoded::Change(event)),
             None => super::decode(record),
         }
+    }
+
+    /// The columns the schema of the record [`Decoder::decode`] last decoded declares: `None`
+    /// unless it was a change event with a schema the plans compiled (schemaless records, and
+    /// the rare ones left to the reference, are typed by their values alone).
+    pub fn schema(&self) -> Option<Arc<SourceSchema>> {
+        self.last.clone()
     }
 
     /// The change event the cached plans yield, or `None` to leave the record to the reference.
@@ -79,7 +90,9 @@ impl Decoder {
                 parse(payload, Image(Some(plan)))?
             }
         };
-        parse(payload, plan)?.into_event(record, key)
+        let event = parse(payload, plan)?.into_event(record, key)?;
+        self.last = plan.columns.clone();
+        Some(event)
     }
 }
 
@@ -157,6 +170,8 @@ fn with_schema<P>(schema: &str, compile: impl FnOnce(&Schema) -> Option<P>) -> O
 struct EnvelopePlan {
     before: Option<RowPlan>,
     after: Option<RowPlan>,
+    /// What the row images declare (`after`'s fields, else `before`'s).
+    columns: Option<Arc<SourceSchema>>,
 }
 
 impl EnvelopePlan {
@@ -166,9 +181,11 @@ impl EnvelopePlan {
             if schema.name.as_deref() == Some(HEARTBEAT_SCHEMA) {
                 return None;
             }
+            let image = schema.field("after").or_else(|| schema.field("before"));
             Some(EnvelopePlan {
                 before: schema.field("before").and_then(RowPlan::compile),
                 after: schema.field("after").and_then(RowPlan::compile),
+                columns: image.and_then(source_schema).map(Arc::new),
             })
         })
     }
