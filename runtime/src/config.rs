@@ -42,6 +42,31 @@ pub struct PipelineConfig {
     /// The admin HTTP server: health, readiness, metrics, status.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// A data catalog describing the Parquet destinations as tables.
+    #[serde(default)]
+    pub catalog: Option<CatalogConfig>,
+}
+
+/// Where the Parquet destinations are described as tables, so query engines find them.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CatalogConfig {
+    /// The AWS Glue Data Catalog (what Athena queries).
+    Glue(GlueCatalog),
+}
+
+/// A Glue database, one table per Parquet destination.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GlueCatalog {
+    /// The Glue database; created if missing (`wrt infra` creates it).
+    pub database: String,
+    /// Glue's region; the sink's when absent.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A Glue-compatible server instead of AWS (moto's, in the tests).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
 }
 
 /// The transform registry, kept beside the lake in the sink under `_wrt/transforms/<name>/`.
@@ -600,6 +625,36 @@ impl PipelineConfig {
                 "e.g. `listen = \"127.0.0.1:9464\"`",
             );
         }
+        if let Some(CatalogConfig::Glue(glue)) = &self.catalog {
+            check(
+                valid_glue_name(&glue.database),
+                "catalog.database",
+                format!("{:?} is not a Glue database name", glue.database),
+                "use 1-255 lower-case letters, digits and `_`, e.g. `database = \"shop_lake\"`",
+            );
+            check(
+                matches!(self.sink, SinkConfig::S3(_)),
+                "catalog",
+                "describes tables in S3, but the sink is a local folder".into(),
+                "use `[sink] kind = \"s3\"`, or remove the `[catalog]` section",
+            );
+            let parquet = batch.format == Format::Parquet
+                || batch.formats.values().any(|f| *f == Format::Parquet);
+            check(
+                parquet,
+                "catalog",
+                "describes Parquet tables, but no destination is written as Parquet".into(),
+                "set `format = \"parquet\"` in `[batch]`, or remove the `[catalog]` section",
+            );
+            if let Some(url) = &glue.endpoint_url {
+                check(
+                    url.starts_with("http://") || url.starts_with("https://"),
+                    "catalog.endpoint-url",
+                    format!("{url:?} is not an http(s) URL"),
+                    "e.g. `endpoint-url = \"http://127.0.0.1:5000\"`, or remove it to use AWS",
+                );
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -614,6 +669,14 @@ impl PipelineConfig {
             .clone()
             .unwrap_or_else(|| format!("wrt-{}", self.name))
     }
+}
+
+/// Glue (and Athena) names: lower-case letters, digits and `_`.
+fn valid_glue_name(name: &str) -> bool {
+    (1..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn valid_bucket_name(name: &str) -> bool {
@@ -655,6 +718,8 @@ max-records = 100
 max-bytes = 1000
 max-age-ms = 500
 partition-template = "dt={yyyy}-{MM}-{dd}/hr={HH}"
+format = "parquet"
+formats = { audit = "jsonl" }
 
 [sink]
 kind = "s3"
@@ -671,6 +736,12 @@ poll-interval-ms = 500
 [admin]
 listen = "127.0.0.1:9464"
 token-env = "SHOP_ADMIN_TOKEN"
+
+[catalog]
+kind = "glue"
+database = "shop_lake"
+region = "us-west-2"
+endpoint-url = "http://127.0.0.1:5000"
 "#;
 
     fn load(text: &str) -> Result<PipelineConfig, LoadError> {
@@ -789,7 +860,8 @@ token-env = "SHOP_ADMIN_TOKEN"
             .replace("max-records = 100", "max-records = 0")
             .replace("dt={yyyy}-{MM}-{dd}/hr={HH}", "dt={date}")
             .replace("topics = [\"^shop\\\\..*\", \"shop\"]", "topics = []")
-            .replace("127.0.0.1:9464", "localhost");
+            .replace("127.0.0.1:9464", "localhost")
+            .replace("database = \"shop_lake\"", "database = \"Shop-Lake\"");
         let LoadError::Invalid(errors) = load(&text).unwrap_err() else {
             panic!("expected validation errors")
         };
@@ -801,7 +873,8 @@ token-env = "SHOP_ADMIN_TOKEN"
                 "batch.max-records",
                 "batch.partition-template",
                 "sink.bucket",
-                "admin.listen"
+                "admin.listen",
+                "catalog.database"
             ]
         );
         assert!(errors.iter().all(|e| !e.fix.is_empty()));
@@ -810,6 +883,23 @@ token-env = "SHOP_ADMIN_TOKEN"
                 .to_string()
                 .contains("\"Bad_Bucket\" is not a valid bucket name")
         );
+    }
+
+    #[test]
+    fn a_catalog_needs_parquet_in_s3() {
+        let local = FULL
+            .replace("format = \"parquet\"\n", "")
+            .replace("formats = { audit = \"jsonl\" }\n", "");
+        let LoadError::Invalid(errors) = load(&local).unwrap_err() else {
+            panic!("expected validation errors")
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("no destination is written as Parquet")
+        );
+        assert!(errors[0].fix.contains("format = \"parquet\""));
     }
 
     #[test]

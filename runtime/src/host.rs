@@ -11,7 +11,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tracing::Instrument;
 
 use crate::admin::Admin;
-use crate::config::{PipelineConfig, S3Sink, SinkConfig, SourceConfig};
+use crate::config::{CatalogConfig, PipelineConfig, S3Sink, SinkConfig, SourceConfig};
+use crate::pipeline::catalog::Catalog;
+use crate::pipeline::catalog::glue::Glue;
 use crate::pipeline::sink::s3::S3;
 use crate::pipeline::sink::{LocalDir, Sink, SinkError};
 use crate::pipeline::source::kafka::{Kafka, Span};
@@ -45,6 +47,8 @@ pub enum HostError {
     },
     #[error("the bucket cannot be used: {0}{hint}", hint = bucket_hint(.0))]
     Bucket(SinkError),
+    #[error("the catalog cannot be used: {0}")]
+    Catalog(SinkError),
     #[error("admin.listen: cannot listen on {listen} ({source}); pick a free port")]
     Admin {
         listen: String,
@@ -101,7 +105,13 @@ impl Host<'_> {
             }
             SinkConfig::S3(s3) => {
                 let sink = s3_sink(s3).await?;
-                self.run_with(sink).instrument(span).await
+                let mut host = self;
+                if let Some(CatalogConfig::Glue(glue)) = &host.config.catalog {
+                    let glue = Glue::new(glue, s3).await;
+                    glue.check().await.map_err(HostError::Catalog)?;
+                    host.options.catalog = Some(Arc::new(Catalog::new(glue)));
+                }
+                host.run_with(sink).instrument(span).await
             }
         }
     }

@@ -213,12 +213,37 @@ pub enum Declared {
     Unknown,
 }
 
+impl Declared {
+    /// A fixed text for the type, e.g. `decimal(10,2)`: what a version's id is made of.
+    pub fn code(self) -> String {
+        match self {
+            Declared::Int(bits) => format!("int{bits}"),
+            Declared::Float(bits) => format!("float{bits}"),
+            Declared::Boolean => "boolean".into(),
+            Declared::Decimal { precision, scale } => match precision {
+                Some(precision) => format!("decimal({precision},{scale})"),
+                None => format!("decimal(?,{scale})"),
+            },
+            Declared::VariableDecimal => "decimal".into(),
+            Declared::Text => "text".into(),
+            Declared::Bytes => "bytes".into(),
+            Declared::Json => "json".into(),
+            Declared::Date => "date".into(),
+            Declared::Time { nanos } => format!("time({})", if nanos { "ns" } else { "us" }),
+            Declared::Timestamp { nanos } => {
+                format!("timestamp({})", if nanos { "ns" } else { "us" })
+            }
+            Declared::Unknown => "unknown".into(),
+        }
+    }
+}
+
 impl SourceSchema {
     pub fn new(columns: Vec<SourceColumn>) -> Self {
         use sha2::Digest;
         let mut hash = sha2::Sha256::new();
         for column in &columns {
-            hash.update(format!("{}\0{:?}\n", column.name, column.declared));
+            hash.update(format!("{}\0{}\n", column.name, column.declared.code()));
         }
         let id = hex::encode(&hash.finalize()[..8]);
         SourceSchema { id, columns }
@@ -229,6 +254,59 @@ impl SourceSchema {
             .iter()
             .find(|c| c.name == name)
             .map(|c| c.declared)
+    }
+
+    /// What `next` changes in a way a reader of this version's files cannot follow: a
+    /// column narrowed (`rev: int64 → int32`) or changed to another kind. Columns added,
+    /// dropped or widened are safe evolutions and not listed.
+    pub fn unsafe_changes(&self, next: &SourceSchema) -> Vec<String> {
+        let mut changes = Vec::new();
+        for column in &next.columns {
+            let Some(before) = self.column(&column.name) else {
+                continue;
+            };
+            if !before.widens_to(column.declared) {
+                changes.push(format!(
+                    "{}: {} → {}",
+                    column.name,
+                    before.code(),
+                    column.declared.code()
+                ));
+            }
+        }
+        changes
+    }
+}
+
+impl Declared {
+    /// Whether every value of this type is a value of `next`: the same type, or a wider one
+    /// of the same kind.
+    fn widens_to(self, next: Declared) -> bool {
+        use Declared::*;
+        match (self, next) {
+            (a, b) if a == b => true,
+            (Int(a), Int(b)) | (Float(a), Float(b)) => a <= b,
+            (
+                Decimal {
+                    precision: p1,
+                    scale: s1,
+                },
+                Decimal {
+                    precision: p2,
+                    scale: s2,
+                },
+            ) => {
+                // No integer digit and no fraction digit lost; an undeclared precision is
+                // as wide as a decimal goes.
+                let integer =
+                    |p: Option<u8>, s: i8| p.map_or(i32::MAX, |p| i32::from(p) - i32::from(s));
+                s2 >= s1 && integer(p2, s2) >= integer(p1, s1)
+            }
+            (Decimal { .. }, VariableDecimal) => true,
+            (Time { nanos: false }, Time { nanos: true })
+            | (Timestamp { nanos: false }, Timestamp { nanos: true }) => true,
+            _ => false,
+        }
     }
 }
 
@@ -297,6 +375,48 @@ mod tests {
         assert_eq!(path_segment(".."), "%2E%2E_");
         assert_eq!(path_segment(""), "_");
         assert_eq!(path_segment("Zoë"), "Zo%C3%AB");
+    }
+
+    #[test]
+    fn widenings_are_safe_and_narrowings_are_named() {
+        let schema = |rev: Declared, balance: Declared| {
+            SourceSchema::new(vec![
+                SourceColumn {
+                    name: "rev".into(),
+                    declared: rev,
+                },
+                SourceColumn {
+                    name: "balance".into(),
+                    declared: balance,
+                },
+            ])
+        };
+        let decimal = |precision, scale| Declared::Decimal {
+            precision: Some(precision),
+            scale,
+        };
+        let v1 = schema(Declared::Int(32), decimal(12, 2));
+        let wider = schema(Declared::Int(64), decimal(14, 2));
+        assert!(v1.unsafe_changes(&wider).is_empty());
+        assert_eq!(
+            wider.unsafe_changes(&v1),
+            [
+                "rev: int64 → int32",
+                "balance: decimal(14,2) → decimal(12,2)"
+            ]
+        );
+        // Fewer integer digits, a type of another kind.
+        let other = schema(Declared::Text, decimal(12, 4));
+        assert_eq!(
+            v1.unsafe_changes(&other),
+            [
+                "rev: int32 → text",
+                "balance: decimal(12,2) → decimal(12,4)"
+            ]
+        );
+        // Added and dropped columns are not listed.
+        let fewer = SourceSchema::new(v1.columns[..1].to_vec());
+        assert!(v1.unsafe_changes(&fewer).is_empty() && fewer.unsafe_changes(&v1).is_empty());
     }
 
     #[test]

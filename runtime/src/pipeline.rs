@@ -10,6 +10,8 @@
 //!    or age;
 //! 6. **sink** ([`sink`]): a closed window goes to a bounded pool of background writers
 //!    that make its marker and objects durable while the lanes go on consuming;
+//!    **catalog** ([`catalog`]): then, if the pipeline has one, its Parquet tables are
+//!    described (columns, partitions) before the window counts as written;
 //! 7. **commit** ([`commit`]): back in the main task, a partition's offset is committed once
 //!    its windows are durable in order, then their markers are removed.
 //!
@@ -25,6 +27,7 @@
 //! written.
 
 pub mod batch;
+pub mod catalog;
 pub mod commit;
 pub mod decode;
 pub mod encode;
@@ -50,6 +53,7 @@ use crate::event::{ChangeEvent, Column, Outcome, OutputRecord, Timestamp, Value}
 use crate::model::{Formats, KafkaRecord, Owners, Reason, SourceSchema, TopicPartition};
 use crate::telemetry::Telemetry;
 use batch::{Batcher, PartitionTemplate, Rotation, Window};
+use catalog::Catalog;
 use commit::{Committer, Sealed, Written};
 use decode::{Decoded, Decoder, SchemaChange};
 use sink::{Sink, SinkError};
@@ -60,7 +64,7 @@ use transform::{BatchFailure, Current, InstanceError, Newer, Transform};
 pub const SCHEMA_CHANGES: &str = "_schema_changes";
 
 /// How the pipeline batches and spreads its work.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Records per poll, and so at most that many events per transform call.
     pub batch_size: usize,
@@ -76,6 +80,8 @@ pub struct Options {
     pub writers: usize,
     /// How long a window is retried while the store fails.
     pub retry: RetrySection,
+    /// Where written Parquet tables are described, if anywhere.
+    pub catalog: Option<Arc<Catalog>>,
 }
 
 impl Default for Options {
@@ -89,6 +95,7 @@ impl Default for Options {
             lanes: PipelineSection::default().lanes(),
             writers: PipelineSection::default().writers,
             retry: RetrySection::default(),
+            catalog: None,
         }
     }
 }
@@ -117,6 +124,7 @@ impl Options {
             lanes: pipeline.lanes(),
             writers: pipeline.writers,
             retry: retry.clone(),
+            catalog: None,
         })
     }
 }
@@ -251,6 +259,7 @@ pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
         telemetry: Arc::clone(telemetry),
         handle: Handle::current(),
         owners: source.owners(),
+        catalog: options.catalog.clone(),
     };
     let mut lanes = start_lanes(transform, options, &shared)?;
     let mut router = Router::new(lanes.len(), source.owners());
@@ -411,6 +420,7 @@ struct Shared<K> {
     /// Who owns which partition, when ownership can move: a window is written only while
     /// its partition is owned under the epoch it was made in.
     owners: Option<Arc<Owners>>,
+    catalog: Option<Arc<Catalog>>,
 }
 
 /// What the main task hears about.
@@ -692,6 +702,7 @@ fn start_lanes<K: Sink + Clone + Send + Sync + 'static>(
                     transform.digest(),
                 ),
                 decoder: Decoder::default(),
+                versions: HashMap::new(),
                 transform,
                 next: None,
                 shadow: None,
@@ -776,6 +787,9 @@ struct LaneWorker<K> {
     /// A candidate run on the same batches, whose outputs are compared, never written.
     shadow: Option<Shadow>,
     batcher: Batcher,
+    /// The source schema versions met per topic, in the order they first came, to flag a
+    /// new one that narrows a column.
+    versions: HashMap<String, Vec<Arc<SourceSchema>>>,
     shared: Shared<K>,
     summary: Summary,
     status: Arc<LaneStatus>,
@@ -865,7 +879,14 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
         };
         let mut outputs: Vec<(String, u64)> = Vec::new();
         let declared = transformed.schemas.iter();
+        let mut previous: Option<&Arc<SourceSchema>> = None;
         for ((record, emits), schema) in records.iter().zip(transformed.emitted).zip(declared) {
+            if let Some(schema) = schema
+                && !previous.is_some_and(|p| Arc::ptr_eq(p, schema))
+            {
+                self.note_version(&record.topic, schema);
+                previous = Some(schema);
+            }
             if let Some(window) = self.batcher.close_before(record) {
                 self.dispatch(window)?;
             }
@@ -928,6 +949,23 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
 
     /// Hands a closed window to a writer, waiting for one to be free: a lane that gets
     /// ahead of the writers stops consuming.
+    /// Flags a source schema version of `topic` not met before if it narrows or retypes
+    /// a column of the version met before it.
+    fn note_version(&mut self, topic: &str, schema: &Arc<SourceSchema>) {
+        let seen = self.versions.entry(topic.to_string()).or_default();
+        if seen.iter().any(|v| v.id == schema.id) {
+            return;
+        }
+        if let Some(last) = seen.last() {
+            let changes = last.unsafe_changes(schema);
+            if !changes.is_empty() {
+                let telemetry = &self.shared.telemetry;
+                telemetry.unsafe_schema_change(topic, &last.id, &schema.id, changes);
+            }
+        }
+        seen.push(Arc::clone(schema));
+    }
+
     fn dispatch(&mut self, window: Window) -> Result<(), PipelineError> {
         let shared = &self.shared;
         let permit = shared
@@ -1029,7 +1067,7 @@ async fn write_durably<K: Sink>(
             },
             None => None,
         };
-        let written = commit::write(&shared.sink, window).await;
+        let written = commit::write(&shared.sink, shared.catalog.as_deref(), window).await;
         drop(writing);
         for &(took, ok) in &written.uploads {
             telemetry.upload(took, ok);
@@ -1336,7 +1374,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::model::{Object, path_segment};
+    use crate::model::{Format, Object, ObjectMeta, WindowSpan, path_segment};
     use crate::pipeline::sink::LocalDir;
     use crate::pipeline::source::MemorySource;
 
@@ -1736,7 +1774,7 @@ mod tests {
     }
 
     /// Each stage's files, in the order a record goes through them.
-    const STAGES: [(&str, &[&str]); 7] = [
+    const STAGES: [(&str, &[&str]); 8] = [
         (
             "source",
             &[
@@ -1752,13 +1790,26 @@ mod tests {
                 include_str!("pipeline/transform/sandbox.rs"),
             ],
         ),
-        ("encode", &[include_str!("pipeline/encode.rs")]),
+        (
+            "encode",
+            &[
+                include_str!("pipeline/encode.rs"),
+                include_str!("pipeline/encode/parquet.rs"),
+            ],
+        ),
         ("batch", &[include_str!("pipeline/batch.rs")]),
         (
             "sink",
             &[
                 include_str!("pipeline/sink.rs"),
                 include_str!("pipeline/sink/s3.rs"),
+            ],
+        ),
+        (
+            "catalog",
+            &[
+                include_str!("pipeline/catalog.rs"),
+                include_str!("pipeline/catalog/glue.rs"),
             ],
         ),
         ("commit", &[include_str!("pipeline/commit.rs")]),
@@ -1989,6 +2040,67 @@ mod tests {
         );
         assert_eq!(ran.summary.records_out, serial.summary.records_out);
         assert_eq!(ran.summary.objects, serial.summary.objects);
+    }
+
+    #[test]
+    fn a_window_replayed_in_another_format_replaces_the_partial_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SlowStore::new(dir.path(), Duration::ZERO);
+        let lines = run_sample_on(&store, &options(1, 1)).unwrap();
+        // As if a host writing JSON Lines died after the first window of a partition was
+        // written but before its commit, and the next ran with Parquet.
+        let source = TopicPartition {
+            topic: "shop.shop.customers".into(),
+            partition: 0,
+        };
+        let partial: Vec<String> = (lines.objects.keys())
+            .filter(|k| k.contains("shop.shop.customers+0+00000000000000000000+"))
+            .cloned()
+            .collect();
+        assert!(!partial.is_empty());
+        let marker = commit::Marker {
+            next_offset: 40,
+            transform: lines.summary.transform.clone(),
+            objects: partial.clone(),
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime
+            .block_on(store.put(&Object {
+                key: commit::Marker::key(&source, 0),
+                body: serde_json::to_vec(&marker).unwrap(),
+                meta: ObjectMeta {
+                    records: 0,
+                    topic: source.topic.clone(),
+                    partition: 0,
+                    first_offset: 0,
+                    last_offset: 0,
+                    transform: marker.transform.clone(),
+                    window: WindowSpan {
+                        from: 0,
+                        first_offset: 0,
+                        next_offset: 40,
+                        objects: 1,
+                    },
+                },
+            }))
+            .unwrap();
+        let parquet = Options {
+            formats: Formats {
+                default: Format::Parquet,
+                by_destination: Default::default(),
+            },
+            ..options(1, 1)
+        };
+        let replayed = run_sample_on(&store, &parquet).unwrap();
+        for key in &partial {
+            assert!(
+                !replayed.objects.contains_key(key),
+                "{key} was left beside its replay"
+            );
+        }
+        assert!(replayed.objects.keys().any(|k| {
+            k.contains("shop.shop.customers+0+00000000000000000000+") && k.ends_with(".parquet")
+        }));
     }
 
     #[test]

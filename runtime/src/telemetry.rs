@@ -75,6 +75,22 @@ pub struct Status {
     /// The shadow version running beside the current one, and how their outputs compare.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowStatus>,
+    /// Source schema versions that change a column in a way readers cannot follow (a type
+    /// narrowed, or changed to another kind), oldest first. Their rows are written under
+    /// the new version, never coerced.
+    pub unsafe_schema_changes: Vec<SchemaFlag>,
+}
+
+/// A source schema version that is not a safe evolution of the one before it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SchemaFlag {
+    pub topic: String,
+    /// The versions' ids (as in Parquet keys and `wrt.source-schema`).
+    pub from: String,
+    pub to: String,
+    /// `column: before → after`.
+    pub changes: Vec<String>,
+    pub at: String,
 }
 
 /// A shadow run on this host: what it compared since it started.
@@ -541,6 +557,29 @@ impl Telemetry {
         );
     }
 
+    /// `topic`'s records changed from source schema version `from` to `to`, a version not
+    /// seen before, in the `changes` listed, which readers cannot follow. Flagged once per
+    /// version, however many lanes meet it.
+    pub fn unsafe_schema_change(&self, topic: &str, from: &str, to: &str, changes: Vec<String>) {
+        let list = &mut self.state().status.unsafe_schema_changes;
+        if list.iter().any(|f| f.topic == topic && f.to == to) {
+            return;
+        }
+        tracing::warn!(%topic, from, to, changes = %changes.join(", "),
+            "a source schema version narrows or retypes columns: its rows are written under \
+             the new version, never coerced; readers of the older files must be told");
+        push_bounded(
+            list,
+            SchemaFlag {
+                topic: topic.to_string(),
+                from: from.to_string(),
+                to: to.to_string(),
+                changes,
+                at: now(),
+            },
+        );
+    }
+
     pub fn refused(&self, digest: &str, reason: &str) {
         self.swaps_refused.inc();
         push_bounded(
@@ -557,6 +596,28 @@ impl Telemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsafe_schema_change_is_flagged_once_in_the_status() {
+        let telemetry = Telemetry::new("p", "d");
+        for _ in 0..2 {
+            telemetry.unsafe_schema_change("t", "a", "b", vec!["rev: int64 → int32".into()]);
+        }
+        telemetry.unsafe_schema_change("t", "b", "c", vec!["x: text → int64".into()]);
+        let flags = telemetry.status().unsafe_schema_changes;
+        let seen: Vec<(&str, &str, &str)> = (flags.iter())
+            .map(|f| (f.from.as_str(), f.to.as_str(), f.changes[0].as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a", "b", "rev: int64 → int32"),
+                ("b", "c", "x: text → int64")
+            ]
+        );
+        let json = serde_json::to_value(telemetry.status()).unwrap();
+        assert_eq!(json["unsafe_schema_changes"][0]["topic"], "t");
+    }
 
     #[test]
     fn metrics_are_prometheus_text_with_the_counts() {

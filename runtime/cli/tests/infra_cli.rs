@@ -1,5 +1,6 @@
 //! `wrt infra` as a user runs it: help, a bad topology file, and plan / up / status / down
-//! through the binary against moto's server (install it with `bash .ci/moto`).
+//! through the binary against moto's server (install it with `bash .ci/moto`); and a
+//! pipeline's Glue catalog, against moto's Glue and S3.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -82,8 +83,14 @@ impl Drop for Moto {
 
 /// Runs `wrt infra <args>` with moto's test credentials and nothing from the user's AWS setup.
 fn infra(args: &[&str], cwd: &Path) -> Output {
+    let mut all = vec!["infra"];
+    all.extend(args);
+    wrt_on_moto(&all, cwd)
+}
+
+/// Runs `wrt <args>` with moto's test credentials and nothing from the user's AWS setup.
+fn wrt_on_moto(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wrt"))
-        .arg("infra")
         .args(args)
         .current_dir(cwd)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -330,4 +337,202 @@ fn a_binary_for_other_hosts_is_refused_before_anything_is_made() {
         2,
         "the topology line and one error line: {stderr}"
     );
+}
+
+/// The bundled sample through the router example into moto's S3 as Parquet, with a Glue
+/// catalog: every destination is a table with the files' columns and types, partitioned by
+/// the keys of its Hive paths with every partition registered, and the sample's mid-stream
+/// `ALTER TABLE customers ADD COLUMN loyalty_tier` reaches the table as an update.
+#[tokio::test(flavor = "multi_thread")]
+async fn parquet_tables_are_described_in_glue_and_follow_an_added_column() {
+    use aws_sdk_glue::types::Column;
+    let moto = Moto::start();
+    let credentials =
+        aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "moto");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&moto.url)
+            .force_path_style(true)
+            .credentials_provider(credentials.clone())
+            .build(),
+    );
+    s3.create_bucket().bucket("lake").send().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"name = "glue"
+[source]
+kind = "sample"
+[transform]
+path = "{router}"
+[batch]
+format = "parquet"
+[sink]
+kind = "s3"
+bucket = "lake"
+prefix = "cdc/"
+region = "us-east-1"
+endpoint-url = "{url}"
+force-path-style = true
+[catalog]
+kind = "glue"
+database = "shop_lake"
+endpoint-url = "{url}"
+"#,
+            router = guest("router").display(),
+            url = moto.url
+        ),
+    )
+    .unwrap();
+    let out = wrt_on_moto(&["run", "--config", config.to_str().unwrap()], dir.path());
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    let glue = aws_sdk_glue::Client::from_conf(
+        aws_sdk_glue::config::Builder::new()
+            .behavior_version(aws_sdk_glue::config::BehaviorVersion::latest())
+            .region(aws_sdk_glue::config::Region::new("us-east-1"))
+            .endpoint_url(&moto.url)
+            .credentials_provider(credentials)
+            .build(),
+    );
+    let tables = glue
+        .get_tables()
+        .database_name("shop_lake")
+        .send()
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = tables.table_list().iter().map(|t| t.name()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["_schema_changes", "customers", "order_lines", "orders"]
+    );
+    let columns = |list: &[Column]| -> Vec<(String, String)> {
+        (list.iter())
+            .map(|c| {
+                (
+                    c.name().to_string(),
+                    c.r#type().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let customers = glue
+        .get_table()
+        .database_name("shop_lake")
+        .name("customers")
+        .send()
+        .await
+        .unwrap();
+    let customers = customers.table().unwrap();
+    let descriptor = customers.storage_descriptor().unwrap();
+    assert_eq!(descriptor.location(), Some("s3://lake/cdc/customers/"));
+    assert_eq!(
+        descriptor
+            .serde_info()
+            .and_then(|s| s.serialization_library()),
+        Some("org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe")
+    );
+    assert_eq!(
+        columns(customers.partition_keys()),
+        [
+            ("dt".into(), "string".into()),
+            ("country".into(), "string".into())
+        ]
+    );
+    let have = columns(descriptor.columns());
+    for expected in [
+        ("id", "int"),
+        ("balance", "decimal(10,2)"),
+        ("vip", "smallint"),
+        ("birth_date", "date"),
+        ("created_at", "timestamp"),
+        ("loyalty_tier", "string"),
+        ("_deleted", "boolean"),
+    ] {
+        assert!(
+            have.contains(&(expected.0.into(), expected.1.into())),
+            "{expected:?} not in {have:?}"
+        );
+    }
+    // The partition key is not also a column (Athena refuses that).
+    assert!(!have.iter().any(|(name, _)| name == "country"), "{have:?}");
+
+    // Created before the ALTER's rows were written, updated after: the first version lacks
+    // the column, the last has it.
+    let versions = glue
+        .get_table_versions()
+        .database_name("shop_lake")
+        .table_name("customers")
+        .send()
+        .await
+        .unwrap();
+    let mut versions: Vec<(i64, Vec<(String, String)>)> = (versions.table_versions().iter())
+        .map(|v| {
+            let table = v.table().unwrap();
+            let columns = columns(table.storage_descriptor().unwrap().columns());
+            (v.version_id().unwrap().parse().unwrap(), columns)
+        })
+        .collect();
+    versions.sort();
+    assert!(versions.len() >= 2, "{versions:?}");
+    let tier = |c: &Vec<(String, String)>| c.iter().any(|(name, _)| name == "loyalty_tier");
+    assert!(
+        !tier(&versions[0].1) && tier(&versions.last().unwrap().1),
+        "{versions:?}"
+    );
+
+    // Every partition the files are in, and no other.
+    let mut folders = std::collections::BTreeSet::new();
+    let listed = s3
+        .list_objects_v2()
+        .bucket("lake")
+        .prefix("cdc/customers/")
+        .send()
+        .await
+        .unwrap();
+    assert!(!listed.is_truncated().unwrap_or(false));
+    for object in listed.contents() {
+        let key = object.key().unwrap();
+        let parts: Vec<&str> = key.split('/').collect();
+        let value = |segment: &str| segment.split_once('=').unwrap().1.to_string();
+        folders.insert(vec![value(parts[2]), value(parts[3])]);
+    }
+    let partitions = glue
+        .get_partitions()
+        .database_name("shop_lake")
+        .table_name("customers")
+        .send()
+        .await
+        .unwrap();
+    let registered: std::collections::BTreeSet<Vec<String>> = partitions
+        .partitions()
+        .iter()
+        .map(|p| p.values().to_vec())
+        .collect();
+    assert!(folders.len() > 1);
+    assert_eq!(registered, folders);
+    for partition in partitions.partitions() {
+        let location = partition
+            .storage_descriptor()
+            .and_then(|d| d.location())
+            .unwrap();
+        assert_eq!(
+            location,
+            format!(
+                "s3://lake/cdc/customers/dt={}/country={}/",
+                partition.values()[0],
+                partition.values()[1]
+            )
+        );
+    }
 }

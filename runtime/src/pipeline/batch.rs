@@ -160,6 +160,15 @@ struct Output {
     encoder: encode::Encoder,
 }
 
+/// Why an output row is a dead letter: its object's format cannot hold it.
+fn unrepresentable(output: &OutputRecord, message: String) -> Reason {
+    Reason {
+        stage: "encode",
+        kind: "unrepresentable".into(),
+        message: format!("destination {:?}: {message}", output.destination),
+    }
+}
+
 fn is(source: &TopicPartition, record: &KafkaRecord) -> bool {
     source.partition == record.partition && source.topic == record.topic
 }
@@ -381,13 +390,18 @@ impl Batcher {
                             Some(o) => self.formats.of(&o.destination),
                             None => self.formats.of(&output.destination),
                         };
+                        let mut encoder = encode::Encoder::new(format, schema.cloned());
+                        // An object is made only once a row fits in it: none is empty.
+                        encoder
+                            .push_row(record.offset, &output.row)
+                            .map_err(|message| unrepresentable(output, message))?;
                         window.outputs.push(Output {
                             destination: output.destination.clone(),
                             escaped,
                             path: path.to_string(),
-                            encoder: encode::Encoder::new(format, schema.cloned()),
+                            encoder,
                         });
-                        window.outputs.len() - 1
+                        return Ok(());
                     }
                 }
             }
@@ -395,11 +409,7 @@ impl Batcher {
         window.outputs[at]
             .encoder
             .push_row(record.offset, &output.row)
-            .map_err(|message| Reason {
-                stage: "encode",
-                kind: "unrepresentable".into(),
-                message: format!("destination {:?}: {message}", output.destination),
-            })
+            .map_err(|message| unrepresentable(output, message))
     }
 
     /// Adds a dead letter for `record`.

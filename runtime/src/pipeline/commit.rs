@@ -2,7 +2,8 @@
 //!
 //! 1. a *marker* under [`Marker::key`] records where the window ends, which transform wrote
 //!    it and which objects it holds;
-//! 2. every object of the window is written;
+//! 2. every object of the window is written, and the catalog told of its tables if there
+//!    is one ([`Catalog`]);
 //! 3. once this window and every earlier window of its partition are durable, the offset
 //!    after it is committed ([`Committer`]);
 //! 4. then the marker is removed.
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Object, TopicPartition, path_segment};
+use crate::pipeline::catalog::Catalog;
 use crate::pipeline::sink::{Sink, SinkError};
 
 /// Where a window ends and what it writes, stored before its objects.
@@ -77,12 +79,16 @@ pub struct Written {
     pub abandoned: bool,
 }
 
-/// Steps 1 and 2: the window's marker, then its objects. Returns what it wrote; the commit
-/// is the [`Committer`]'s, because it depends on the windows before this one.
-pub async fn write<K: Sink>(sink: &K, window: &Sealed) -> Written {
+/// Steps 1 and 2: the window's marker, then its objects and their tables. Returns what it
+/// wrote; the commit is the [`Committer`]'s, because it depends on the windows before this
+/// one.
+pub async fn write<K: Sink>(sink: &K, catalog: Option<&Catalog>, window: &Sealed) -> Written {
     let started = Instant::now();
     let mut written = Written::nothing(window);
     written.result = write_objects(sink, window, &mut written).await;
+    if let (Ok(()), Some(catalog)) = (&written.result, catalog) {
+        written.result = catalog.register(&window.objects).await;
+    }
     written.took = started.elapsed();
     written
 }
@@ -151,9 +157,10 @@ async fn write_objects<K: Sink>(
 }
 
 /// The end recorded by a marker at `offset` of `source`: a window that was being written
-/// when the partition's last owner stopped. A marker of another transform version still
-/// fixes where the window ends, but its objects (named by that version) would not be
-/// overwritten, so they are deleted first and the range written afresh by `digest`.
+/// when the partition's last owner stopped. The marker fixes where the window ends; the
+/// objects it lists are deleted first and the range written afresh by `digest`, because the
+/// replay may not make the same keys: another transform version, format or source schema
+/// version names them differently.
 pub async fn replay_end<K: Sink>(
     sink: &K,
     source: &TopicPartition,
@@ -168,9 +175,9 @@ pub async fn replay_end<K: Sink>(
             if marker.transform != digest {
                 tracing::info!(topic = %source.topic, partition = source.partition, offset,
                     "replacing a partial window of another transform version");
-                for key in &marker.objects {
-                    sink.delete(key).await?;
-                }
+            }
+            for key in &marker.objects {
+                sink.delete(key).await?;
             }
             Ok(Some(marker.next_offset))
         }

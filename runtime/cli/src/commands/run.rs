@@ -208,6 +208,7 @@ impl Run {
             retry: RetrySection::default(),
             registry: None,
             admin: None,
+            catalog: None,
         }
     }
 }

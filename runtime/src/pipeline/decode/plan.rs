@@ -65,9 +65,9 @@ impl Decoder {
         }
     }
 
-    /// The columns the schema of the record [`Decoder::decode`] last decoded declares: `None`
-    /// unless it was a change event with a schema the plans compiled (schemaless records, and
-    /// the rare ones left to the reference, are typed by their values alone).
+    /// The columns the value schema of the record [`Decoder::decode`] last decoded declares:
+    /// `None` for schemaless records and the rare shapes the plans do not split (those are
+    /// typed by their values alone).
     pub fn schema(&self) -> Option<Arc<SourceSchema>> {
         self.last.clone()
     }
@@ -83,6 +83,9 @@ impl Decoder {
         }
         let topic = self.topics.get_mut(&record.topic)?;
         let (plan, payload) = split(&mut topic.value, value, EnvelopePlan::compile)?;
+        // The value's schema declares the columns even if the rest is left to the reference
+        // (a key without a schema, say): same value schema, same declaration.
+        self.last = plan.columns.clone();
         let key = match record.key.as_deref() {
             None => None,
             Some(key) => {
@@ -90,9 +93,7 @@ impl Decoder {
                 parse(payload, Image(Some(plan)))?
             }
         };
-        let event = parse(payload, plan)?.into_event(record, key)?;
-        self.last = plan.columns.clone();
-        Some(event)
+        parse(payload, plan)?.into_event(record, key)
     }
 }
 

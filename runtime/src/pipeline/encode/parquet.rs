@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
-    Int8Array, Int16Array, Int32Array, Int64Array, NullArray, RecordBatch, RecordBatchOptions,
-    StringArray, Time64MicrosecondArray, Time64NanosecondArray, TimestampMicrosecondArray,
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int8Array,
+    Int16Array, Int32Array, Int64Array, NullArray, RecordBatch, RecordBatchOptions, StringArray,
+    Time64MicrosecondArray, Time64NanosecondArray, TimestampMicrosecondArray,
     TimestampNanosecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
@@ -25,7 +25,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use crate::event::{Row, Value};
+use crate::event::{Row, Timestamp, Value};
 use crate::model::{Declared, SourceSchema};
 
 /// Row groups are closed at about this many encoded bytes.
@@ -34,6 +34,12 @@ const ROW_GROUP_BYTES: usize = 128 << 20;
 /// documents (the canonical `arrow.json` extension) and decimals kept as text.
 const EXTENSION: &str = "ARROW:extension:name";
 const DECIMAL_TEXT: &str = "wrt.decimal-text";
+const TIMESTAMP_TEXT: &str = "wrt.timestamp-text";
+/// Nanoseconds in a day: a time of day is below it.
+const DAY_NANOS: i64 = 86_400_000_000_000;
+/// Most bytes of text or binary one column of one file may hold (Arrow's 32-bit offsets
+/// stop at 2 GiB).
+const COLUMN_BYTES: usize = 1 << 30;
 /// Parquet key-value metadata: the source schema version the rows were declared by.
 pub const SOURCE_SCHEMA_KEY: &str = "wrt.source-schema";
 
@@ -42,7 +48,9 @@ pub const SOURCE_SCHEMA_KEY: &str = "wrt.source-schema";
 enum Ty {
     Boolean,
     Int(u8),
-    Float(u8),
+    /// Every float is a double: a FLOAT column's values arrive as the decimal text of a
+    /// 32-bit float, which a 32-bit column would round.
+    Float,
     Decimal {
         precision: u8,
         scale: i8,
@@ -59,6 +67,42 @@ enum Ty {
     Timestamp {
         nanos: bool,
     },
+    /// A timestamp column nothing declares: microseconds if every value of the file is
+    /// whole microseconds, else nanoseconds if every value fits them, else RFC 3339 text
+    /// (marked `wrt.timestamp-text`), so no value is refused or rounded.
+    Instant,
+}
+
+/// How a file holds an [`Ty::Instant`] column, decided by all its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InstantAs {
+    Micros,
+    Nanos,
+    Text,
+}
+
+impl InstantAs {
+    fn of(cells: &[Cell]) -> InstantAs {
+        let instants = || {
+            cells.iter().filter_map(|c| match c {
+                Cell::Instant(t) => Some(*t),
+                _ => None,
+            })
+        };
+        if instants().all(|t| t.nanos % 1000 == 0 && count(t, 1_000_000).is_some()) {
+            InstantAs::Micros
+        } else if instants().all(|t| count(t, 1_000_000_000).is_some()) {
+            InstantAs::Nanos
+        } else {
+            InstantAs::Text
+        }
+    }
+}
+
+/// `t` in units of `1/per_second` s since the epoch (sub-unit digits dropped), if it fits.
+fn count(t: Timestamp, per_second: i64) -> Option<i64> {
+    let units = i64::from(t.nanos) / (1_000_000_000 / per_second);
+    t.seconds.checked_mul(per_second)?.checked_add(units)
 }
 
 impl Ty {
@@ -68,18 +112,16 @@ impl Ty {
             Value::Null => return None,
             Value::Boolean(_) => Ty::Boolean,
             Value::Int(_) => Ty::Int(64),
-            Value::Float(_) => Ty::Float(64),
+            Value::Float(_) => Ty::Float,
             Value::Decimal(_) => Ty::DecimalText,
             Value::Text(_) => Ty::Text,
             Value::Bytes(_) => Ty::Bytes,
             Value::Json(_) => Ty::Json,
             Value::Date(_) => Ty::Date,
-            Value::Time(nanos) => Ty::Time {
-                nanos: nanos % 1000 != 0,
-            },
-            Value::Timestamp(t) => Ty::Timestamp {
-                nanos: t.nanos % 1000 != 0,
-            },
+            // Microseconds unless declared otherwise, whatever the first value holds, so a
+            // column's unit does not depend on where a window starts.
+            Value::Time(_) => Ty::Time { nanos: false },
+            Value::Timestamp(_) => Ty::Instant,
         })
     }
 
@@ -87,7 +129,7 @@ impl Ty {
     fn declared(declared: Declared) -> Option<Ty> {
         Some(match declared {
             Declared::Int(bits) => Ty::Int(bits),
-            Declared::Float(bits) => Ty::Float(bits),
+            Declared::Float(_) => Ty::Float,
             Declared::Boolean => Ty::Boolean,
             Declared::Decimal { precision, scale } => {
                 let precision = precision.unwrap_or(38);
@@ -122,18 +164,19 @@ impl Ty {
         match self {
             Ty::Boolean => "boolean",
             Ty::Int(_) => "int",
-            Ty::Float(_) => "float",
+            Ty::Float => "float",
             Ty::Decimal { .. } | Ty::DecimalText => "decimal",
             Ty::Text => "text",
             Ty::Bytes => "bytes",
             Ty::Json => "json",
             Ty::Date => "date",
             Ty::Time { .. } => "time",
-            Ty::Timestamp { .. } => "timestamp",
+            Ty::Timestamp { .. } | Ty::Instant => "timestamp",
         }
     }
 
-    fn field(self, name: &str) -> Field {
+    /// The column's field; an [`Ty::Instant`]'s type depends on the file's `cells`.
+    fn field(self, name: &str, cells: &[Cell]) -> Field {
         let micros_or_nanos = |nanos| {
             if nanos {
                 TimeUnit::Nanosecond
@@ -141,28 +184,34 @@ impl Ty {
                 TimeUnit::Microsecond
             }
         };
+        let utc = |nanos| DataType::Timestamp(micros_or_nanos(nanos), Some("UTC".into()));
         let data_type = match self {
             Ty::Boolean => DataType::Boolean,
             Ty::Int(8) => DataType::Int8,
             Ty::Int(16) => DataType::Int16,
             Ty::Int(32) => DataType::Int32,
             Ty::Int(_) => DataType::Int64,
-            Ty::Float(32) => DataType::Float32,
-            Ty::Float(_) => DataType::Float64,
+            Ty::Float => DataType::Float64,
             Ty::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
             Ty::DecimalText | Ty::Text | Ty::Json => DataType::Utf8,
             Ty::Bytes => DataType::Binary,
             Ty::Date => DataType::Date32,
             Ty::Time { nanos } => DataType::Time64(micros_or_nanos(nanos)),
-            Ty::Timestamp { nanos } => {
-                DataType::Timestamp(micros_or_nanos(nanos), Some("UTC".into()))
-            }
+            Ty::Timestamp { nanos } => utc(nanos),
+            Ty::Instant => match InstantAs::of(cells) {
+                InstantAs::Micros => utc(false),
+                InstantAs::Nanos => utc(true),
+                InstantAs::Text => DataType::Utf8,
+            },
         };
         let field = Field::new(name, data_type, true);
         let marked = |key: &str, value: &str| HashMap::from([(key.into(), value.into())]);
         match self {
             Ty::Json => field.with_metadata(marked(EXTENSION, "arrow.json")),
             Ty::DecimalText => field.with_metadata(marked(DECIMAL_TEXT, "true")),
+            Ty::Instant if field.data_type() == &DataType::Utf8 => {
+                field.with_metadata(marked(TIMESTAMP_TEXT, "true"))
+            }
             _ => field,
         }
     }
@@ -186,7 +235,7 @@ impl Ty {
                 }
                 Cell::Int(*v)
             }
-            (Ty::Float(_), Value::Float(f)) => Cell::Float(*f),
+            (Ty::Float, Value::Float(f)) => Cell::Float(*f),
             (Ty::Decimal { precision, scale }, Value::Decimal(text)) => {
                 Cell::Decimal(unscaled(text, precision, scale)?)
             }
@@ -195,25 +244,29 @@ impl Ty {
             | (Ty::Json, Value::Json(text)) => Cell::Text(text.clone()),
             (Ty::Bytes, Value::Bytes(bytes)) => Cell::Bytes(bytes.clone()),
             (Ty::Date, Value::Date(days)) => Cell::Int(i64::from(*days)),
+            // A time64 is a time of day; MySQL's TIME may be negative or past 24 h.
+            (Ty::Time { .. }, Value::Time(ns)) if !(0..DAY_NANOS).contains(ns) => {
+                return Err(format!(
+                    "holds a TIME outside 00:00..24:00, which {} cannot hold",
+                    self.describe()
+                ));
+            }
             (Ty::Time { nanos: true }, Value::Time(ns)) => Cell::Int(*ns),
             (Ty::Time { nanos: false }, Value::Time(ns)) if ns % 1000 == 0 => Cell::Int(ns / 1000),
             (Ty::Timestamp { nanos }, Value::Timestamp(t)) => {
-                let (per_second, units) = if nanos {
-                    (1_000_000_000, i64::from(t.nanos))
-                } else if t.nanos % 1000 == 0 {
-                    (1_000_000, i64::from(t.nanos / 1000))
-                } else {
-                    return Err(wrong());
-                };
-                let count = t
-                    .seconds
-                    .checked_mul(per_second)
-                    .and_then(|s| s.checked_add(units));
+                if !nanos && t.nanos % 1000 != 0 {
+                    return Err(format!(
+                        "holds a timestamp with nanoseconds, which {} cannot hold",
+                        self.describe()
+                    ));
+                }
+                let per_second = if nanos { 1_000_000_000 } else { 1_000_000 };
                 Cell::Int(
-                    count
+                    count(*t, per_second)
                         .ok_or_else(|| format!("holds a timestamp outside {}", self.describe()))?,
                 )
             }
+            (Ty::Instant, Value::Timestamp(t)) => Cell::Instant(*t),
             _ => return Err(wrong()),
         })
     }
@@ -221,7 +274,7 @@ impl Ty {
     fn describe(self) -> String {
         match self {
             Ty::Int(bits) => format!("int{bits}"),
-            Ty::Float(bits) => format!("float{bits}"),
+            Ty::Float => "float64".into(),
             Ty::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
             Ty::Time { nanos } | Ty::Timestamp { nanos } => {
                 format!("{}({})", self.kind(), if nanos { "ns" } else { "µs" })
@@ -272,12 +325,27 @@ enum Cell {
     Decimal(i128),
     Text(String),
     Bytes(Vec<u8>),
+    /// A timestamp of an [`Ty::Instant`] column, as it came.
+    Instant(Timestamp),
+}
+
+impl Cell {
+    /// Bytes of text or binary.
+    fn bytes(&self) -> usize {
+        match self {
+            Cell::Text(text) => text.len(),
+            Cell::Bytes(bytes) => bytes.len(),
+            _ => 0,
+        }
+    }
 }
 
 struct Column {
     name: String,
     ty: Option<Ty>,
     cells: Vec<Cell>,
+    /// Bytes of text or binary held.
+    bytes: usize,
 }
 
 /// The rows of one Parquet object.
@@ -313,6 +381,14 @@ impl Table {
                 None => Ok(Cell::Null),
             }
             .map_err(|why| format!("`{}` {why}", column.name))?;
+            let held = existing.map_or(0, |at| self.columns[at].bytes);
+            if held + cell.bytes() > COLUMN_BYTES {
+                return Err(format!(
+                    "`{}` would hold more than {} MiB of data in one file",
+                    column.name,
+                    COLUMN_BYTES >> 20
+                ));
+            }
             cells.push((existing.unwrap_or(usize::MAX), ty, cell));
         }
         for (column, (at, ty, cell)) in row.iter().zip(cells) {
@@ -321,6 +397,7 @@ impl Table {
                     name: column.name.clone(),
                     ty: None,
                     cells: (0..self.rows).map(|_| Cell::Null).collect(),
+                    bytes: 0,
                 });
                 self.columns.len() - 1
             } else {
@@ -328,6 +405,7 @@ impl Table {
             };
             let column = &mut self.columns[at];
             column.ty = column.ty.or(ty.filter(|_| !matches!(cell, Cell::Null)));
+            column.bytes += cell.bytes();
             column.cells.push(cell);
         }
         self.rows += 1;
@@ -359,7 +437,10 @@ impl Table {
                 Ty::declared(declared)
             });
             let (field, array) = match ty {
-                Some(ty) => (ty.field(&column.name), array(ty, column.cells)?),
+                Some(ty) => (
+                    ty.field(&column.name, &column.cells),
+                    array(ty, column.cells)?,
+                ),
                 None => (
                     Field::new(&column.name, DataType::Null, true),
                     Arc::new(NullArray::new(column.cells.len())) as ArrayRef,
@@ -433,22 +514,41 @@ fn array(ty: Ty, cells: Vec<Cell>) -> Result<ArrayRef, ParquetError> {
                 .collect::<TimestampNanosecondArray>()
                 .with_timezone(utc()),
         ),
-        Ty::Float(bits) => {
-            let floats = cells.iter().map(|c| match c {
-                Cell::Float(f) => Some(*f),
+        Ty::Instant => {
+            let unit = InstantAs::of(&cells);
+            let instants = cells.iter().map(|c| match c {
+                Cell::Instant(t) => Some(*t),
                 _ => None,
             });
-            if bits == 32 {
-                // A FLOAT column's values came from 32-bit floats.
-                Arc::new(
-                    floats
-                        .map(|f| f.map(|f| f as f32))
-                        .collect::<Float32Array>(),
-                )
-            } else {
-                Arc::new(floats.collect::<Float64Array>())
+            match unit {
+                InstantAs::Micros => Arc::new(
+                    instants
+                        .map(|t| t.and_then(|t| count(t, 1_000_000)))
+                        .collect::<TimestampMicrosecondArray>()
+                        .with_timezone(utc()),
+                ),
+                InstantAs::Nanos => Arc::new(
+                    instants
+                        .map(|t| t.and_then(|t| count(t, 1_000_000_000)))
+                        .collect::<TimestampNanosecondArray>()
+                        .with_timezone(utc()),
+                ),
+                InstantAs::Text => Arc::new(
+                    instants
+                        .map(|t| t.map(|t| t.to_rfc3339()))
+                        .collect::<StringArray>(),
+                ),
             }
         }
+        Ty::Float => Arc::new(
+            cells
+                .iter()
+                .map(|c| match c {
+                    Cell::Float(f) => Some(*f),
+                    _ => None,
+                })
+                .collect::<Float64Array>(),
+        ),
         Ty::Decimal { precision, scale } => Arc::new(
             cells
                 .iter()
@@ -486,7 +586,7 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
-    use crate::event::{Column as Col, Timestamp};
+    use crate::event::Column as Col;
     use crate::model::SourceColumn;
 
     fn row(columns: &[(&str, Value)]) -> Row {
@@ -550,7 +650,7 @@ mod tests {
                 ("note", Value::Null),
                 ("email_hash", Value::Text("ab12".into())),
                 ("day", Value::Date(-3)),
-                ("span", Value::Time(86_400_000_001_000)),
+                ("span", Value::Time(86_399_999_999_000)),
             ]))
             .unwrap();
         table
@@ -609,7 +709,7 @@ mod tests {
         let span = batch
             .column(7)
             .as_primitive::<types::Time64MicrosecondType>();
-        assert_eq!(span.value(0), 86_400_000_001);
+        assert_eq!(span.value(0), 86_399_999_999);
         assert_eq!(
             metadata
                 .iter()
@@ -666,18 +766,24 @@ mod tests {
     #[test]
     fn undeclared_columns_are_typed_by_their_values() {
         let mut table = Table::new(None);
-        let ns = Value::Timestamp(Timestamp {
-            seconds: 1,
-            nanos: 5,
-        });
+        let at = |nanos| Value::Timestamp(Timestamp { seconds: 1, nanos });
         table
             .push_row(&row(&[
                 ("n", Value::Int(-1)),
                 ("amount", Value::Decimal("1.25".into())),
-                ("at", ns),
+                ("at", at(5_000)),
                 ("nothing", Value::Null),
+                ("ratio", Value::Float(0.1)),
             ]))
             .unwrap();
+        // A nanosecond later in the file makes the whole column nanoseconds.
+        table.push_row(&row(&[("at", at(5))])).unwrap();
+        assert_eq!(
+            table
+                .push_row(&row(&[("span", Value::Time(-1_000))]))
+                .unwrap_err(),
+            "`span` holds a TIME outside 00:00..24:00, which time(µs) cannot hold"
+        );
         let (schema, batch, metadata) = read(table.finish().unwrap());
         let types: Vec<&DataType> = schema.fields().iter().map(|f| f.data_type()).collect();
         assert_eq!(
@@ -687,6 +793,7 @@ mod tests {
                 &DataType::Utf8,
                 &DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
                 &DataType::Null,
+                &DataType::Float64,
             ]
         );
         assert_eq!(
@@ -700,8 +807,51 @@ mod tests {
         let at = batch
             .column(2)
             .as_primitive::<types::TimestampNanosecondType>();
-        assert_eq!(at.value(0), 1_000_000_005);
+        assert_eq!((at.value(0), at.value(1)), (1_000_005_000, 1_000_000_005));
         assert!(metadata.iter().all(|kv| kv.key != SOURCE_SCHEMA_KEY));
+        // Nanoseconds past 2262 fit no Arrow timestamp: exact text, marked.
+        let mut far = Table::new(None);
+        let year_3000 = Timestamp {
+            seconds: 32_503_680_000,
+            nanos: 1,
+        };
+        far.push_row(&row(&[("at", Value::Timestamp(year_3000))]))
+            .unwrap();
+        let (schema, batch, _) = read(far.finish().unwrap());
+        assert_eq!(schema.field(0).data_type(), &DataType::Utf8);
+        assert!(schema.field(0).metadata().contains_key(TIMESTAMP_TEXT));
+        assert_eq!(
+            batch.column(0).as_string::<i32>().value(0),
+            "3000-01-01T00:00:00.000000001Z"
+        );
+    }
+
+    #[test]
+    fn declared_nanoseconds_and_floats_keep_every_digit() {
+        let declared = declared(&[
+            ("at", Declared::Timestamp { nanos: true }),
+            ("ratio", Declared::Float(32)),
+        ]);
+        let mut table = Table::new(declared);
+        let at = Value::Timestamp(Timestamp {
+            seconds: -1,
+            nanos: 999_999_999,
+        });
+        table
+            .push_row(&row(&[("at", at), ("ratio", Value::Float(0.1))]))
+            .unwrap();
+        let (schema, batch, _) = read(table.finish().unwrap());
+        assert_eq!(
+            schema.field(0).data_type(),
+            &DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+        );
+        let at = batch
+            .column(0)
+            .as_primitive::<types::TimestampNanosecondType>();
+        assert_eq!(at.value(0), -1);
+        // A FLOAT column is a double: 0.1 stays 0.1, not 0.10000000149.
+        let ratio = batch.column(1).as_primitive::<types::Float64Type>();
+        assert_eq!(ratio.value(0), 0.1);
     }
 
     #[test]

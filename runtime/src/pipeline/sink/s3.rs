@@ -19,6 +19,21 @@ use super::{ConditionalError, Expect, Sink, SinkError};
 use crate::config::S3Sink;
 use crate::model::Object;
 
+/// The timeouts and retries of every request to AWS the data path makes (the store's, and
+/// the catalog's): connect, read and per-attempt timeouts from the sink's settings, and a
+/// few quick attempts per request, since longer outages are the pipeline's to wait out.
+pub fn patience(config: &S3Sink) -> (TimeoutConfig, RetryConfig) {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .read_timeout(Duration::from_millis(config.read_timeout_ms))
+        .operation_attempt_timeout(Duration::from_millis(config.attempt_timeout_ms))
+        .build();
+    let retries = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_max_backoff(Duration::from_secs(2));
+    (timeouts, retries)
+}
+
 /// A bucket, with every key under a prefix.
 #[derive(Debug, Clone)]
 pub struct S3 {
@@ -35,15 +50,7 @@ impl S3 {
             .region(aws_config::Region::new(config.region.clone()))
             .load()
             .await;
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .read_timeout(Duration::from_millis(config.read_timeout_ms))
-            .operation_attempt_timeout(Duration::from_millis(config.attempt_timeout_ms))
-            .build();
-        // A few quick attempts per request; longer outages are the pipeline's to wait out.
-        let retries = RetryConfig::standard()
-            .with_max_attempts(3)
-            .with_max_backoff(Duration::from_secs(2));
+        let (timeouts, retries) = patience(config);
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.force_path_style)
             .timeout_config(timeouts)
@@ -118,13 +125,14 @@ impl S3 {
 
     async fn put_multipart(&self, object: &Object) -> Result<(), SinkError> {
         let key = self.key(&object.key);
+        let (content_type, encoding) = content(&object.key);
         let mut create = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&key)
-            .content_type("application/x-ndjson")
-            .content_encoding("gzip");
+            .content_type(content_type)
+            .set_content_encoding(encoding.map(String::from));
         for (name, value) in object.meta.pairs() {
             create = create.metadata(name, value);
         }
@@ -186,6 +194,18 @@ impl S3 {
 
 /// An error and its causes, each said once: the SDK's errors often repeat their source's
 /// text in their own.
+/// An object's content type and encoding, by its key: data objects are gzipped JSON Lines
+/// or Parquet, window markers plain JSON.
+fn content(key: &str) -> (&'static str, Option<&'static str>) {
+    if key.ends_with(".gz") {
+        ("application/x-ndjson", Some("gzip"))
+    } else if key.ends_with(".parquet") {
+        ("application/vnd.apache.parquet", None)
+    } else {
+        ("application/json", None)
+    }
+}
+
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -210,13 +230,10 @@ impl Sink for S3 {
             .bucket(&self.bucket)
             .key(self.key(&object.key))
             .body(ByteStream::from(object.body.clone()));
-        // Data objects are gzipped JSON Lines; window markers are plain JSON.
-        put = if object.key.ends_with(".gz") {
-            put.content_type("application/x-ndjson")
-                .content_encoding("gzip")
-        } else {
-            put.content_type("application/json")
-        };
+        let (content_type, encoding) = content(&object.key);
+        put = put
+            .content_type(content_type)
+            .set_content_encoding(encoding.map(String::from));
         for (name, value) in object.meta.pairs() {
             put = put.metadata(name, value);
         }
