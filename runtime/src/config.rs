@@ -59,7 +59,7 @@ pub enum CatalogConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct GlueCatalog {
-    /// The Glue database; created if missing (`wrt infra` creates it).
+    /// The Glue database; created if missing.
     pub database: String,
     /// Glue's region; the sink's when absent.
     #[serde(default)]
@@ -637,6 +637,21 @@ impl PipelineConfig {
                 "catalog",
                 "describes tables in S3, but the sink is a local folder".into(),
                 "use `[sink] kind = \"s3\"`, or remove the `[catalog]` section",
+            );
+            let hive = (batch.partition_template.split('/')).all(|segment| {
+                segment
+                    .split_once('=')
+                    .is_some_and(|(key, _)| !key.is_empty())
+            });
+            check(
+                hive,
+                "batch.partition-template",
+                format!(
+                    "{:?} has a segment that is not `key=value`, which a catalog cannot \
+                     register as a partition",
+                    batch.partition_template
+                ),
+                "name every segment, e.g. `partition-template = \"dt={yyyy}-{MM}-{dd}/hr={HH}\"`",
             );
             let parquet = batch.format == Format::Parquet
                 || batch.formats.values().any(|f| *f == Format::Parquet);

@@ -303,8 +303,9 @@ impl Declared {
                 s2 >= s1 && integer(p2, s2) >= integer(p1, s1)
             }
             (Decimal { .. }, VariableDecimal) => true,
-            (Time { nanos: false }, Time { nanos: true })
-            | (Timestamp { nanos: false }, Timestamp { nanos: true }) => true,
+            // A timestamp is one type in any unit; a time of day's count of µs or ns is not
+            // (a catalog holds it as an integer).
+            (Timestamp { nanos: false }, Timestamp { nanos: true }) => true,
             _ => false,
         }
     }

@@ -787,9 +787,9 @@ struct LaneWorker<K> {
     /// A candidate run on the same batches, whose outputs are compared, never written.
     shadow: Option<Shadow>,
     batcher: Batcher,
-    /// The source schema versions met per topic, in the order they first came, to flag a
-    /// new one that narrows a column.
-    versions: HashMap<String, Vec<Arc<SourceSchema>>>,
+    /// The source schema versions met per partition, in the order they first came in it
+    /// (offset order), to flag a new one that narrows a column.
+    versions: HashMap<TopicPartition, Vec<Arc<SourceSchema>>>,
     shared: Shared<K>,
     summary: Summary,
     status: Arc<LaneStatus>,
@@ -879,13 +879,17 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
         };
         let mut outputs: Vec<(String, u64)> = Vec::new();
         let declared = transformed.schemas.iter();
-        let mut previous: Option<&Arc<SourceSchema>> = None;
+        let mut previous: Option<(&KafkaRecord, &Arc<SourceSchema>)> = None;
         for ((record, emits), schema) in records.iter().zip(transformed.emitted).zip(declared) {
             if let Some(schema) = schema
-                && !previous.is_some_and(|p| Arc::ptr_eq(p, schema))
+                && !previous.is_some_and(|(r, s)| {
+                    Arc::ptr_eq(s, schema)
+                        && r.partition == record.partition
+                        && r.topic == record.topic
+                })
             {
-                self.note_version(&record.topic, schema);
-                previous = Some(schema);
+                self.note_version(record, schema);
+                previous = Some((record, schema));
             }
             if let Some(window) = self.batcher.close_before(record) {
                 self.dispatch(window)?;
@@ -949,10 +953,15 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
 
     /// Hands a closed window to a writer, waiting for one to be free: a lane that gets
     /// ahead of the writers stops consuming.
-    /// Flags a source schema version of `topic` not met before if it narrows or retypes
-    /// a column of the version met before it.
-    fn note_version(&mut self, topic: &str, schema: &Arc<SourceSchema>) {
-        let seen = self.versions.entry(topic.to_string()).or_default();
+    /// Flags a source schema version not met before in `record`'s partition if it narrows
+    /// or retypes a column of the version met before it there.
+    fn note_version(&mut self, record: &KafkaRecord, schema: &Arc<SourceSchema>) {
+        let source = TopicPartition {
+            topic: record.topic.clone(),
+            partition: record.partition,
+        };
+        let topic = &record.topic;
+        let seen = self.versions.entry(source).or_default();
         if seen.iter().any(|v| v.id == schema.id) {
             return;
         }

@@ -12,7 +12,7 @@
 
 pub mod glue;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use glue::Glue;
 
@@ -184,6 +184,8 @@ fn merge(table: &[Column], file: &[Column]) -> (Vec<Column>, Vec<String>) {
 pub struct Table {
     pub columns: Vec<Column>,
     pub partition_keys: Vec<String>,
+    /// The table's parameters (a user's projection settings, comments): kept by updates.
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// The tables this host has described, so a window of known columns and partitions makes
@@ -197,8 +199,15 @@ pub struct Catalog {
 #[derive(Debug)]
 struct Known {
     table: Table,
+    /// The destination's key prefix: two destinations whose names make one table name are
+    /// not mixed in it.
+    prefix: String,
     partitions: HashSet<Vec<String>>,
 }
+
+/// How many times an update of a table's columns is read back and made again when another
+/// host's update replaced it meanwhile.
+const UPDATE_ATTEMPTS: usize = 5;
 
 impl Catalog {
     pub fn new(tables: Glue) -> Self {
@@ -223,8 +232,22 @@ impl Catalog {
     }
 
     async fn describe(&self, described: &Described) -> Result<(), SinkError> {
-        let name = &described.table;
         let mut known = self.known.lock().await;
+        let described_now = self.describe_with(&mut known, described).await;
+        if described_now.is_err() {
+            // The catalog may have changed under this host (a table dropped, another host's
+            // update): it is read afresh when the window is written again.
+            known.remove(&described.table);
+        }
+        described_now
+    }
+
+    async fn describe_with(
+        &self,
+        known: &mut HashMap<String, Known>,
+        described: &Described,
+    ) -> Result<(), SinkError> {
+        let name = &described.table;
         let keys: Vec<String> = described.partition.iter().map(|(k, _)| k.clone()).collect();
         if !known.contains_key(name) {
             let table = match self.tables.get(name).await? {
@@ -235,18 +258,29 @@ impl Catalog {
                     self.tables.get(name).await?.unwrap_or(Table {
                         columns: described.columns.clone(),
                         partition_keys: keys.clone(),
+                        parameters: BTreeMap::new(),
                     })
                 }
             };
-            known.insert(
-                name.clone(),
-                Known {
-                    table,
-                    partitions: HashSet::new(),
-                },
-            );
+            let known_table = Known {
+                table,
+                prefix: described.prefix.clone(),
+                partitions: HashSet::new(),
+            };
+            known.insert(name.clone(), known_table);
         }
         let entry = known.get_mut(name).expect("inserted above");
+        if entry.prefix != described.prefix {
+            tracing::warn!(table = %name, "destinations {} and {} make the same table name: \
+                only the first is described", entry.prefix, described.prefix);
+            return Ok(());
+        }
+        if entry.table.partition_keys != keys {
+            tracing::warn!(table = %name, file = %described.partition_prefix,
+                "the file's partition keys ({}) are not the table's ({}): not registered",
+                keys.join(", "), entry.table.partition_keys.join(", "));
+            return Ok(());
+        }
         let (columns, conflicts) = merge(&entry.table.columns, &described.columns);
         if !conflicts.is_empty() {
             tracing::warn!(table = %name, file = %described.partition_prefix,
@@ -254,22 +288,14 @@ impl Catalog {
                  the table keeps its type, the file its own", conflicts.join(", "));
         }
         if columns != entry.table.columns {
-            // Merge with what other hosts may have added meanwhile.
-            let current = self.tables.get(name).await?.unwrap_or(entry.table.clone());
-            let (columns, _) = merge(&current.columns, &columns);
-            let table = Table {
-                columns,
-                partition_keys: current.partition_keys,
-            };
-            self.tables.update(name, &described.prefix, &table).await?;
+            let table = self
+                .update_columns(name, &described.prefix, &columns)
+                .await?;
+            // Engines read a partition through its own column list: every partition
+            // registered with older columns follows the table.
+            self.tables.update_partitions(name, &table).await?;
             tracing::info!(table = %name, columns = table.columns.len(), "catalog table updated");
             entry.table = table;
-        }
-        if entry.table.partition_keys != keys {
-            tracing::warn!(table = %name, file = %described.partition_prefix,
-                "the file's partition keys ({}) are not the table's ({}): not registered",
-                keys.join(", "), entry.table.partition_keys.join(", "));
-            return Ok(());
         }
         let values: Vec<String> = described.partition.iter().map(|(_, v)| v.clone()).collect();
         if !values.is_empty() && !entry.partitions.contains(&values) {
@@ -279,6 +305,40 @@ impl Catalog {
             entry.partitions.insert(values);
         }
         Ok(())
+    }
+
+    /// Merges `columns` into the table as the catalog has it now, and reads it back until
+    /// the merge holds: another host's update between the read and the write would
+    /// otherwise be lost.
+    async fn update_columns(
+        &self,
+        name: &str,
+        prefix: &str,
+        columns: &[Column],
+    ) -> Result<Table, SinkError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(current) = self.tables.get(name).await? else {
+                return Err(SinkError::Store {
+                    location: name.into(),
+                    message: "the table disappeared while its columns were updated".into(),
+                });
+            };
+            let (merged, _) = merge(&current.columns, columns);
+            if merged == current.columns {
+                return Ok(current);
+            }
+            let table = Table {
+                columns: merged,
+                ..current
+            };
+            self.tables.update(name, prefix, &table).await?;
+        }
+        Err(SinkError::Store {
+            location: name.into(),
+            message: format!(
+                "its columns changed under every one of {UPDATE_ATTEMPTS} updates (other hosts?)"
+            ),
+        })
     }
 }
 

@@ -6,7 +6,8 @@
 use aws_sdk_glue::Client;
 use aws_sdk_glue::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_glue::types::{
-    Column as GlueColumn, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, TableInput,
+    BatchUpdatePartitionRequestEntry, Column as GlueColumn, DatabaseInput, PartitionInput,
+    SerDeInfo, StorageDescriptor, TableInput,
 };
 
 use super::{Column, Described, Table};
@@ -109,10 +110,17 @@ impl Glue {
                 location,
                 message: format!(
                     "{message}; check the host's AWS credentials and that its role may \
-                     glue:GetDatabase, GetTable, CreateTable, UpdateTable and \
-                     BatchCreatePartition on the database (`wrt infra` grants them)"
+                     glue:GetDatabase, CreateDatabase (unless the database exists), \
+                     GetTable, CreateTable, UpdateTable, GetPartitions, \
+                     BatchCreatePartition and BatchUpdatePartition on the database"
                 ),
             },
+            // Asking again would get the same answer: a person has to look.
+            Some(
+                "InvalidInputException"
+                | "ValidationException"
+                | "ResourceNumberLimitExceededException",
+            ) => SinkError::Refused { location, message },
             _ => SinkError::Store { location, message },
         }
     }
@@ -134,9 +142,11 @@ impl Glue {
                 hive_type: "string".into(),
             })
             .collect();
+        let parameters = table.parameters.clone().into_iter().collect();
         TableInput::builder()
             .name(name)
             .table_type("EXTERNAL_TABLE")
+            .set_parameters(Some(parameters))
             .parameters("classification", "parquet")
             .parameters("EXTERNAL", "TRUE")
             .set_partition_keys(Some(glue_columns(&keys)))
@@ -202,6 +212,9 @@ impl Glue {
                 .into_iter()
                 .map(|c| c.name)
                 .collect(),
+            parameters: (table.parameters().into_iter().flatten())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }))
     }
 
@@ -209,6 +222,7 @@ impl Glue {
         let table = Table {
             columns: described.columns.clone(),
             partition_keys: described.partition.iter().map(|(k, _)| k.clone()).collect(),
+            parameters: Default::default(),
         };
         let input = self.table_input(name, &described.prefix, &table);
         match (self.client.create_table())
@@ -238,6 +252,61 @@ impl Glue {
             .send()
             .await
             .map_err(|e| self.error("updating the table", name, e))?;
+        Ok(())
+    }
+
+    /// Gives every partition of the table whose column list differs the table's columns.
+    pub async fn update_partitions(&self, name: &str, table: &Table) -> Result<(), SinkError> {
+        let wanted = glue_columns(&table.columns);
+        let mut stale = Vec::new();
+        let mut pages = (self.client.get_partitions())
+            .database_name(&self.database)
+            .table_name(name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("listing partitions", name, e))?;
+            for partition in page.partitions() {
+                let Some(descriptor) = partition.storage_descriptor() else {
+                    continue;
+                };
+                if descriptor.columns() != wanted.as_slice() {
+                    let location = descriptor.location().unwrap_or_default().to_string();
+                    let input = PartitionInput::builder()
+                        .set_values(Some(partition.values().to_vec()))
+                        .storage_descriptor(self.storage(location, &table.columns))
+                        .build();
+                    let entry = BatchUpdatePartitionRequestEntry::builder()
+                        .set_partition_value_list(Some(partition.values().to_vec()))
+                        .partition_input(input)
+                        .build()
+                        .expect("the entry has its values");
+                    stale.push(entry);
+                }
+            }
+        }
+        // BatchUpdatePartition takes at most 100 entries.
+        for entries in stale.chunks(100) {
+            let output = (self.client.batch_update_partition())
+                .database_name(&self.database)
+                .table_name(name)
+                .set_entries(Some(entries.to_vec()))
+                .send()
+                .await
+                .map_err(|e| self.error("updating partitions", name, e))?;
+            if let Some(failed) = output.errors().first() {
+                let detail = failed.error_detail();
+                return Err(SinkError::Store {
+                    location: format!("glue://{}/{name}", self.database),
+                    message: format!(
+                        "updating partition {:?}: {} {}",
+                        failed.partition_value_list(),
+                        detail.and_then(|d| d.error_code()).unwrap_or_default(),
+                        detail.and_then(|d| d.error_message()).unwrap_or_default()
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
