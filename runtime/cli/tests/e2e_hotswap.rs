@@ -144,7 +144,15 @@ async fn versions_swap_under_load_and_every_change_lands_once_per_version() {
     let (setup, mut wrt, admin) = running_v1("e2e_swap", &load).await;
     let (v1, v2) = (guest("tagger_v1"), guest("tagger_v2"));
     let (d1, d2) = (digest(&v1), digest(&v2));
-    let writer = apply_in_background(&setup, &load);
+    // The workload in seven parts, applied in order: each part runs while a switch is made,
+    // and the next starts once the switch is seen, so every version has changes to write
+    // however fast the machine consumes them (with the whole workload in one go, a fast run
+    // could consume it all before the first switch).
+    let parts: Vec<&[String]> = load
+        .streaming_sql
+        .chunks(load.streaming_sql.len().div_ceil(7))
+        .collect();
+    let mut writer = apply_statements_in_background(&setup, parts[0]);
 
     // Deploy v2 and roll back to v1, three times, while the changes stream in; after each
     // switch wait for new rows written by the version switched to, so every version writes
@@ -152,6 +160,7 @@ async fn versions_swap_under_load_and_every_change_lands_once_per_version() {
     // switch land after it).
     let bucket = &setup.names.bucket;
     let mut under_load = 0;
+    let mut next = 1;
     for round in 0..3 {
         for (wanted, step) in [(&d2, "deploy"), (&d1, "rollback")] {
             let before = customer_rows(&setup.s3, bucket, wanted).await;
@@ -166,15 +175,18 @@ async fn versions_swap_under_load_and_every_change_lands_once_per_version() {
                 s["transform"] == *wanted
             });
             under_load += usize::from(!writer.is_finished());
+            writer.join().unwrap();
+            writer = apply_statements_in_background(&setup, parts[next]);
+            next += 1;
             let deadline = Instant::now() + Duration::from_secs(60);
-            while customer_rows(&setup.s3, bucket, wanted).await <= before && !writer.is_finished()
-            {
+            while customer_rows(&setup.s3, bucket, wanted).await <= before {
                 assert!(Instant::now() < deadline, "no rows after {step} {round}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
     writer.join().unwrap();
+    assert_eq!(next, parts.len(), "every part was applied");
     let want: usize = load.expected.values().map(Vec::len).sum();
     wait_for_rows(&setup.s3, bucket, want, Duration::from_secs(240), &mut wrt).await;
     // The last windows are committed after their objects are visible: wait until every

@@ -840,11 +840,15 @@ pub fn assert_verified(config: &Path) {
 
 /// Applies the streaming part of the workload from another thread.
 pub fn apply_in_background(setup: &Setup, load: &Workload) -> std::thread::JoinHandle<()> {
-    let script = format!(
-        "USE {};\n{}",
-        setup.names.database,
-        load.streaming_sql.concat()
-    );
+    apply_statements_in_background(setup, &load.streaming_sql)
+}
+
+/// Applies `statements` (a part of a workload's streaming SQL) from another thread.
+pub fn apply_statements_in_background(
+    setup: &Setup,
+    statements: &[String],
+) -> std::thread::JoinHandle<()> {
+    let script = format!("USE {};\n{}", setup.names.database, statements.concat());
     let port = setup.stack.mariadb_port.clone();
     std::thread::spawn(move || {
         let stack = Stack {
