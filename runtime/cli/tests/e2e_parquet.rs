@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::*;
-use wrt::event::Timestamp;
 
 const ALTERS: [&str; 3] = [
     "ALTER TABLE customers ADD COLUMN tier VARCHAR(16) NOT NULL DEFAULT 'bronze';\n",
@@ -41,14 +40,6 @@ const SHARED: [(&str, &str); 9] = [
     ("_deleted", "bool"),
 ];
 
-fn rfc3339(micros: i64) -> String {
-    Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1000) as u32,
-    }
-    .to_rfc3339()
-}
-
 /// What the router makes of `id`'s row image at `rev`, column by column (its soft-delete
 /// columns aside).
 fn expected_row(id: i64, rev: i64) -> serde_json::Value {
@@ -59,8 +50,8 @@ fn expected_row(id: i64, rev: i64) -> serde_json::Value {
         "full_name": r.full_name,
         "phone": r.phone,
         "balance": r.balance_cents.map(decimal),
-        "created_at": rfc3339(r.created_micros),
-        "updated_at": r.updated_micros.map(rfc3339),
+        "created_at": rfc3339_micros(r.created_micros),
+        "updated_at": r.updated_micros.map(rfc3339_micros),
         "prefs": r.prefs,
         "status": r.status,
         "rev": rev,

@@ -862,19 +862,22 @@ pub fn apply_statements_in_background(
 
 pub const SALT: &str = "e2e-salt";
 
+/// `micros` since the epoch as the lake writes an instant (RFC 3339, UTC).
+pub fn rfc3339_micros(micros: i64) -> String {
+    Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as u32,
+    }
+    .to_rfc3339()
+}
+
 /// The PII guest's output for `id`'s row image at `rev`, field by field.
 pub fn expected_row(id: i64, rev: i64, op: &str) -> serde_json::Value {
     let r = image(id, rev);
     let hash = hex::encode(Sha256::digest(
         format!("{SALT}{}", r.email.trim().to_lowercase()).as_bytes(),
     ));
-    let time = |micros: i64| {
-        Timestamp {
-            seconds: micros.div_euclid(1_000_000),
-            nanos: (micros.rem_euclid(1_000_000) * 1000) as u32,
-        }
-        .to_rfc3339()
-    };
+    let time = rfc3339_micros;
     let phone = r.phone.map(|p| format!("***{}", &p[p.len() - 4..]));
     serde_json::json!({
         "id": id,
