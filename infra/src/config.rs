@@ -150,6 +150,29 @@ pub struct Storage {
     pub lake_bucket: Option<String>,
     /// The bucket holding transforms, the wrt binary and the connector plugin; default `<stack>-registry`.
     pub registry_bucket: Option<String>,
+    /// What the hosts write to the lake: `jsonl` (gzip JSON Lines) or `parquet`.
+    pub format: LakeFormat,
+    /// A Glue Data Catalog database `up` makes for the lake's Parquet tables, which the
+    /// hosts then create and keep up to date; none when unset.
+    pub glue_database: Option<String>,
+}
+
+/// The lake's file format, as the hosts' `[batch] format` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LakeFormat {
+    #[default]
+    Jsonl,
+    Parquet,
+}
+
+impl LakeFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LakeFormat::Jsonl => "jsonl",
+            LakeFormat::Parquet => "parquet",
+        }
+    }
 }
 
 /// The EC2 hosts that run wrt.
@@ -578,6 +601,24 @@ impl Topology {
                 "give the registry its own bucket",
             );
         }
+        if let Some(db) = &self.storage.glue_database {
+            if !is_glue_name(db) {
+                bad(
+                    "storage.glue-database",
+                    db,
+                    "is not a name Athena can query",
+                    "use 1-255 lowercase letters, digits and underscores, e.g. `shop_lake`",
+                );
+            }
+            if self.storage.format != LakeFormat::Parquet {
+                bad(
+                    "storage.glue-database",
+                    db,
+                    "describes Parquet tables, and the lake is JSON Lines",
+                    "add `format = \"parquet\"` to `[storage]`, or remove `glue-database`",
+                );
+            }
+        }
         let c = &self.connector;
         let major: u32 = (c.debezium_version.split('.').next())
             .and_then(|m| m.parse().ok())
@@ -673,6 +714,14 @@ fn is_bucket_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Glue takes more, but Athena reads only lowercase names of letters, digits and `_`.
+fn is_glue_name(name: &str) -> bool {
+    (1..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// An IPv4 block such as `10.0.0.0/16`, with no host bits set.
@@ -876,6 +925,21 @@ mod tests {
             assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
         }
         assert!(!err.contains("Bespin"), "the password leaked:\n{err}");
+    }
+
+    #[test]
+    fn a_glue_database_needs_parquet_and_a_name_athena_reads() {
+        let err = invalid("[storage]\nglue-database = \"Shop-Lake\"");
+        for needle in [
+            "storage.glue-database = Shop-Lake: is not a name Athena can query",
+            "storage.glue-database = Shop-Lake: describes Parquet tables, and the lake is JSON Lines; add `format = \"parquet\"`",
+        ] {
+            assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
+        }
+        let t = Topology::parse("[storage]\nformat = \"parquet\"\nglue-database = \"shop_lake\"")
+            .unwrap();
+        t.validate().unwrap();
+        assert_eq!(t.storage.format, LakeFormat::Parquet);
     }
 
     #[test]

@@ -86,6 +86,9 @@ struct PipelineFile<'a> {
     source: PipelineSource<'a>,
     transform: PipelineTransform,
     sink: PipelineSink<'a>,
+    batch: PipelineBatch,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    catalog: Option<PipelineCatalog<'a>>,
     /// Present and empty: `wrt deploy` ships new versions, which hosts hot-swap.
     registry: Defaults,
     /// The admin server on loopback, for the readiness reporter and metrics.
@@ -127,6 +130,18 @@ struct PipelineSink<'a> {
     region: &'a str,
 }
 
+#[derive(Serialize)]
+struct PipelineBatch {
+    format: &'static str,
+}
+
+#[derive(Serialize)]
+struct PipelineCatalog<'a> {
+    kind: &'static str,
+    database: &'a str,
+    region: &'a str,
+}
+
 /// The hosts' pipeline: Debezium's topics on MSK over IAM → the registry's transform → the
 /// lake bucket.
 fn pipeline_toml(t: &Topology, brokers: &str) -> String {
@@ -154,6 +169,14 @@ fn pipeline_toml(t: &Topology, brokers: &str) -> String {
             bucket: t.lake_bucket(),
             region: &t.region,
         },
+        batch: PipelineBatch {
+            format: t.storage.format.as_str(),
+        },
+        catalog: (t.storage.glue_database.as_deref()).map(|database| PipelineCatalog {
+            kind: "glue",
+            database,
+            region: &t.region,
+        }),
         registry: Defaults {},
         admin: Admin {
             listen: ADMIN_LISTEN,
@@ -528,6 +551,8 @@ mod tests {
             topic-prefix = "cdc.shop"
             [storage]
             lake-bucket = "shop-data-lake"
+            format = "parquet"
+            glue-database = "shop_lake"
             "#,
         )
         .unwrap();
@@ -546,6 +571,12 @@ mod tests {
             [sink]
             kind = "s3"
             bucket = "shop-data-lake"
+            region = "eu-west-1"
+            [batch]
+            format = "parquet"
+            [catalog]
+            kind = "glue"
+            database = "shop_lake"
             region = "eu-west-1"
             [registry]
             [admin]

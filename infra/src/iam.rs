@@ -96,7 +96,7 @@ impl Stack {
             _ => {
                 let lake = self.bucket_arn(Bucket::Lake);
                 let cluster = self.need(ids, Resource::KafkaCluster)?.to_owned();
-                vec![
+                let mut statements = vec![
                     statement(&["s3:ListBucket"], &[lake.clone(), registry.clone()]),
                     statement(
                         &["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
@@ -126,10 +126,35 @@ impl Stack {
                     ),
                     statement(&["secretsmanager:GetSecretValue"], &[secret]),
                     self.readiness_statement(),
-                ]
+                ];
+                statements.extend(self.glue_statement());
+                statements
             }
         };
         Ok(json!({ "Version": "2012-10-17", "Statement": statements }))
+    }
+
+    /// The catalog calls a host makes (`runtime/src/pipeline/catalog/glue.rs`), on the
+    /// stack's database and its tables only; not CreateDatabase, since `up` made it.
+    fn glue_statement(&self) -> Option<Value> {
+        let database = self.t.storage.glue_database.as_ref()?;
+        let glue = format!("{}:glue:{}:*", self.arn_prefix(), self.t.region);
+        Some(statement(
+            &[
+                "glue:GetDatabase",
+                "glue:GetTable",
+                "glue:CreateTable",
+                "glue:UpdateTable",
+                "glue:GetPartitions",
+                "glue:BatchCreatePartition",
+                "glue:BatchUpdatePartition",
+            ],
+            &[
+                format!("{glue}:catalog"),
+                format!("{glue}:database/{database}"),
+                format!("{glue}:table/{database}/*"),
+            ],
+        ))
     }
 
     /// The hosts' readiness report: the one tag, on this stack's instances only. Not narrowed

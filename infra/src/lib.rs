@@ -10,6 +10,7 @@ mod config;
 mod connect;
 mod database;
 mod error;
+mod glue;
 mod hosts;
 mod iam;
 mod kafka;
@@ -22,8 +23,8 @@ mod storage;
 pub use artifacts::{DeployFuture, HostBinary, TransformDeploy};
 pub use aws::{Clients, STACK_TAG, Waits, load_config};
 pub use config::{
-    Cidr, ConfigProvider, Connector, Database, Hosts, Kafka, Network, Storage, Subnet, Topology,
-    stack_debezium_version,
+    Cidr, ConfigProvider, Connector, Database, Hosts, Kafka, LakeFormat, Network, Storage, Subnet,
+    Topology, stack_debezium_version,
 };
 pub use connect::ConnectorFacts;
 pub use error::{ConfigError, Error, Failure, Result};

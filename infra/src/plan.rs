@@ -29,6 +29,8 @@ pub enum Resource {
     RouteTable(Tier),
     SecurityGroup,
     Bucket(Bucket),
+    /// The Glue database the hosts describe the lake's Parquet tables in, when configured.
+    GlueDatabase,
     /// The wrt binary the hosts install, in the registry bucket under its digest.
     HostBinary,
     /// The connector's plugin zip, in the registry bucket under its digest.
@@ -86,6 +88,9 @@ impl Topology {
             Resource::Bucket(Bucket::Lake),
             Resource::Bucket(Bucket::Registry),
         ]);
+        if self.storage.glue_database.is_some() {
+            all.push(Resource::GlueDatabase);
+        }
         // Shipped before the slow resources, so a bad artifact stops `up` within a minute.
         if self.hosts.count > 0 {
             all.push(Resource::HostBinary);
@@ -145,6 +150,7 @@ impl Topology {
             Resource::SecurityGroup => format!("{s}-sg"),
             Resource::Bucket(Bucket::Lake) => self.lake_bucket(),
             Resource::Bucket(Bucket::Registry) => self.registry_bucket(),
+            Resource::GlueDatabase => self.storage.glue_database.clone().unwrap_or_default(),
             Resource::HostBinary => "wrt".into(),
             Resource::PluginArchive => "debezium-plugin".into(),
             Resource::Transform => s.clone(),
@@ -191,6 +197,9 @@ impl Topology {
             Resource::Bucket(Bucket::Lake) => "data lake; public access blocked, encrypted".into(),
             Resource::Bucket(Bucket::Registry) => {
                 "transforms, wrt binary, connector plugin; public access blocked, encrypted".into()
+            }
+            Resource::GlueDatabase => {
+                "the lake's Parquet tables, made and extended by the hosts as files land".into()
             }
             Resource::HostBinary => format!(
                 "s3://{}/bin/wrt-<sha256>: this wrt, for Linux {}",
@@ -281,6 +290,7 @@ impl Resource {
             Resource::RouteTable(_) => "route table",
             Resource::SecurityGroup => "security group",
             Resource::Bucket(_) => "s3 bucket",
+            Resource::GlueDatabase => "glue database",
             Resource::HostBinary | Resource::PluginArchive => "s3 object",
             Resource::Transform => "transform",
             Resource::DbSecret => "secret",
@@ -553,6 +563,18 @@ mod tests {
         assert!(pos(Resource::HostBinary) < pos(Resource::Host(0)));
         assert!(pos(Resource::PluginArchive) < pos(Resource::CustomPlugin));
         assert_eq!(order.len(), 29);
+        assert!(!order.contains(&Resource::GlueDatabase));
+    }
+
+    #[test]
+    fn a_glue_database_comes_before_the_role_that_names_it() {
+        let mut t = Topology::default();
+        t.storage.glue_database = Some("shop_lake".into());
+        let order = t.resources();
+        let pos = |r: Resource| order.iter().position(|x| *x == r).unwrap();
+        assert!(pos(Resource::Bucket(Bucket::Lake)) < pos(Resource::GlueDatabase));
+        assert!(pos(Resource::GlueDatabase) < pos(Resource::HostRole));
+        assert_eq!(t.name(Resource::GlueDatabase), "shop_lake");
     }
 
     /// The recipe's plan on an empty account, MSK Connect included (moto lacks it, so the

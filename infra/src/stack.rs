@@ -343,6 +343,7 @@ impl Stack {
             Resource::RouteTable(tier) => self.observe_route_table(tier, ids).await,
             Resource::SecurityGroup => self.observe_security_group(ids).await,
             Resource::Bucket(b) => self.observe_bucket(b).await,
+            Resource::GlueDatabase => self.observe_glue_database().await,
             Resource::HostBinary => match self.host_binary {
                 Some(_) => self.observe_host_binary().await,
                 // Nothing to compare with: any wrt uploaded before counts.
@@ -387,6 +388,7 @@ impl Stack {
             Resource::RouteTable(tier) => self.create_route_table(tier, ids).await,
             Resource::SecurityGroup => self.create_security_group(ids).await,
             Resource::Bucket(b) => self.create_bucket(b).await,
+            Resource::GlueDatabase => self.create_glue_database().await,
             Resource::HostBinary => self.upload_host_binary(progress).await,
             Resource::PluginArchive => self.upload_plugin_archive(progress).await,
             Resource::Transform => Ok(self.deploy_transform().await?.unwrap_or_default()),
@@ -434,6 +436,7 @@ impl Stack {
             Resource::RouteTable(_) => self.delete_route_table(id).await,
             Resource::SecurityGroup => self.delete_security_group(id).await,
             Resource::Bucket(b) => self.delete_bucket(b).await,
+            Resource::GlueDatabase => self.delete_glue_database().await,
             Resource::HostBinary => self.delete_host_binaries().await,
             Resource::PluginArchive => self.delete_plugin_archives().await,
             Resource::Transform => self.delete_transforms().await,

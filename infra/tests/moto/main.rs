@@ -908,3 +908,81 @@ async fn status_shows_each_hosts_state_and_readiness() -> Result<()> {
     );
     Ok(())
 }
+
+/// With `storage.glue-database`, `up` makes the database and lets the hosts' role make and
+/// extend tables in it, and nothing else in Glue; `down` keeps a database that holds
+/// tables unless it may purge the lake.
+#[tokio::test]
+async fn a_glue_database_is_made_for_the_hosts_tables() -> Result<()> {
+    let moto = Moto::start().await?;
+    let shipped = Shipped::new();
+    let config = moto.config().await;
+    let mut t = topology("cat", &shipped);
+    t.storage.format = wrt_infra::LakeFormat::Parquet;
+    t.storage.glue_database = Some("cat_lake".into());
+    let s = stack(t.clone(), &config, &shipped);
+    let (plan, _) = up(&s).await?;
+    assert!(
+        plan.to_string()
+            .contains("glue database        cat_lake              the lake's Parquet tables"),
+        "{plan}"
+    );
+    let glue = aws_sdk_glue::Client::new(&config);
+    let database = glue.get_database().name("cat_lake").send().await?;
+    let database = database.database().unwrap();
+    assert_eq!(database.parameters().unwrap()["wrt:stack"], "cat");
+
+    let iam = aws_sdk_iam::Client::new(&config);
+    let policy = (iam.get_role_policy().role_name("cat-host"))
+        .policy_name("cat-host")
+        .send()
+        .await?;
+    let policy = policy.policy_document();
+    // IAM hands documents back URL-encoded; moto as they were put.
+    let policy: serde_json::Value = serde_json::from_str(policy).or_else(|_| {
+        serde_json::from_str(&percent_encoding::percent_decode_str(policy).decode_utf8_lossy())
+    })?;
+    let glue_statements: Vec<&serde_json::Value> = (policy["Statement"].as_array().unwrap())
+        .iter()
+        .filter(|st| st["Action"].to_string().contains("glue:"))
+        .collect();
+    assert_eq!(
+        glue_statements,
+        [&serde_json::json!({
+            "Effect": "Allow",
+            "Action": [
+                "glue:GetDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable",
+                "glue:GetPartitions", "glue:BatchCreatePartition", "glue:BatchUpdatePartition",
+            ],
+            "Resource": [
+                "arn:aws:glue:us-west-2:*:catalog",
+                "arn:aws:glue:us-west-2:*:database/cat_lake",
+                "arn:aws:glue:us-west-2:*:table/cat_lake/*",
+            ],
+        })]
+    );
+    assert_eq!(s.plan().await?.changes(), 0);
+
+    // A table the hosts made: `down` keeps the database and says how to delete it.
+    let table = aws_sdk_glue::types::TableInput::builder()
+        .name("customers")
+        .build()?;
+    (glue
+        .create_table()
+        .database_name("cat_lake")
+        .table_input(table))
+    .send()
+    .await?;
+    let kept = s.down(&quiet).await.unwrap_err().to_string();
+    assert!(
+        kept.contains("glue database cat_lake: still holds tables (customers, …); rerun `wrt infra down --purge-buckets`"),
+        "{kept}"
+    );
+    assert!(glue.get_database().name("cat_lake").send().await.is_ok());
+    stack(t, &config, &shipped)
+        .with_purge_buckets(true)
+        .down(&quiet)
+        .await?;
+    assert!(glue.get_database().name("cat_lake").send().await.is_err());
+    Ok(())
+}

@@ -249,3 +249,31 @@ fn transform_deploy(
         })
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use wrt::config::CatalogConfig;
+    use wrt::model::Format;
+
+    use super::*;
+
+    /// wrt-infra writes the hosts' file without depending on wrt: this wrt must load it.
+    #[test]
+    fn the_hosts_pipeline_file_loads_with_parquet_and_the_glue_database() {
+        let topology = Topology::parse(
+            "stack = \"shop\"\n[storage]\nformat = \"parquet\"\nglue-database = \"shop_lake\"",
+        )
+        .unwrap();
+        topology.validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wrt.toml");
+        std::fs::write(&file, wrt_infra::host_pipeline(&topology)).unwrap();
+        let hosts = PipelineConfig::load(&file).unwrap();
+        assert_eq!(hosts.batch.format, Format::Parquet);
+        let Some(CatalogConfig::Glue(glue)) = &hosts.catalog else {
+            panic!("no Glue catalog in {:?}", hosts.catalog)
+        };
+        assert_eq!(glue.database, "shop_lake");
+        assert_eq!(glue.region.as_deref(), Some("us-west-2"));
+    }
+}
