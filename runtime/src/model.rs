@@ -165,6 +165,36 @@ impl Formats {
     }
 }
 
+/// Where a change is in the source's binlog.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct BinlogPosition {
+    pub file: String,
+    pub pos: u64,
+}
+
+impl BinlogPosition {
+    /// `mysql-bin.000003` → (`mysql-bin`, 3): the number counts up past its zero padding.
+    fn file_order(&self) -> (&str, u64) {
+        match self.file.rsplit_once('.') {
+            Some((base, number)) => (base, number.parse().unwrap_or(u64::MAX)),
+            None => (&self.file, 0),
+        }
+    }
+}
+
+/// Binlog order: file by number, then position.
+impl Ord for BinlogPosition {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.file_order(), self.pos, &self.file).cmp(&(other.file_order(), other.pos, &other.file))
+    }
+}
+
+impl PartialOrd for BinlogPosition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// The columns a table's change events declare in their Debezium schema: what a typed
 /// encoder (Parquet) needs beyond the values, such as a decimal's precision and scale.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -367,6 +397,17 @@ mod tests {
         assert_eq!(owners.revoked(&tp(1), Duration::from_millis(20)), 1);
     }
     use super::*;
+
+    #[test]
+    fn binlog_positions_order_by_file_number_then_position() {
+        let at = |file: &str, pos| BinlogPosition {
+            file: file.into(),
+            pos,
+        };
+        assert!(at("mysql-bin.000003", 9000) < at("mysql-bin.000004", 4));
+        assert!(at("mysql-bin.999999", 4) < at("mysql-bin.1000000", 4));
+        assert!(at("mysql-bin.000003", 4) < at("mysql-bin.000003", 5));
+    }
 
     #[test]
     fn path_segments_cannot_escape() {

@@ -31,6 +31,7 @@ pub mod catalog;
 pub mod commit;
 pub mod decode;
 pub mod encode;
+pub mod history;
 pub mod shadow;
 pub mod sink;
 pub mod source;
@@ -50,12 +51,15 @@ use tracing::Instrument;
 
 use crate::config::{BatchConfig, PipelineSection, RetrySection};
 use crate::event::{ChangeEvent, Column, Outcome, OutputRecord, Timestamp, Value};
-use crate::model::{Formats, KafkaRecord, Owners, Reason, SourceSchema, TopicPartition};
+use crate::model::{
+    BinlogPosition, Formats, KafkaRecord, Owners, Reason, SourceSchema, TopicPartition,
+};
 use crate::telemetry::Telemetry;
-use batch::{Batcher, PartitionTemplate, Rotation, Window};
+use batch::{Batcher, PartitionTemplate, Rotation, VersionUsed, Window};
 use catalog::Catalog;
-use commit::{Committer, Sealed, Written};
+use commit::{Committer, Document, Sealed, Written};
 use decode::{Decoded, Decoder, SchemaChange};
+use history::SchemaHistory;
 use sink::{Sink, SinkError};
 use source::{Source, SourceError};
 use transform::{BatchFailure, Current, InstanceError, Newer, Transform};
@@ -227,11 +231,24 @@ impl From<std::io::Error> for PipelineError {
 pub enum Emit {
     /// A row for the lake, and the commit time that places it in the partition path.
     Output(OutputRecord, Timestamp),
-    /// A DDL event, as a row for [`SCHEMA_CHANGES`].
-    SchemaChange(OutputRecord, Timestamp),
+    /// A DDL event, which becomes a row for [`SCHEMA_CHANGES`].
+    SchemaChange(SchemaChange),
     DeadLetter(Reason),
     Tombstone,
     Heartbeat,
+}
+
+impl Emit {
+    /// The row this puts in the lake, if any.
+    pub fn row(&self) -> Option<std::borrow::Cow<'_, OutputRecord>> {
+        match self {
+            Emit::Output(output, _) => Some(std::borrow::Cow::Borrowed(output)),
+            Emit::SchemaChange(change) => Some(std::borrow::Cow::Owned(schema_change_record(
+                change.clone(),
+            ))),
+            Emit::DeadLetter(_) | Emit::Tombstone | Emit::Heartbeat => None,
+        }
+    }
 }
 
 /// Runs the pipeline until the source ends (or, with `stop_when_idle`, goes quiet).
@@ -260,6 +277,7 @@ pub async fn run<S: Source, K: Sink + Clone + Send + Sync + 'static>(
         handle: Handle::current(),
         owners: source.owners(),
         catalog: options.catalog.clone(),
+        history: Arc::default(),
     };
     let mut lanes = start_lanes(transform, options, &shared)?;
     let mut router = Router::new(lanes.len(), source.owners());
@@ -421,6 +439,7 @@ struct Shared<K> {
     /// its partition is owned under the epoch it was made in.
     owners: Option<Arc<Owners>>,
     catalog: Option<Arc<Catalog>>,
+    history: Arc<SchemaHistory>,
 }
 
 /// What the main task hears about.
@@ -878,6 +897,21 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
             ..Summary::default()
         };
         let mut outputs: Vec<(String, u64)> = Vec::new();
+        // Each version's first and last change in the batch, for the schema history.
+        let mut spans: HashMap<(&str, &str), (&BinlogPosition, &BinlogPosition)> = HashMap::new();
+        for ((record, schema), position) in records
+            .iter()
+            .zip(&transformed.schemas)
+            .zip(&transformed.positions)
+        {
+            if let (Some(schema), Some(at)) = (schema, position) {
+                let span = spans.entry((&record.topic, &schema.id)).or_insert((at, at));
+                *span = (span.0.min(at), span.1.max(at));
+            }
+        }
+        for ((topic, version), (first, last)) in spans {
+            self.shared.history.changes(topic, version, first, last);
+        }
         let declared = transformed.schemas.iter();
         let mut previous: Option<(&KafkaRecord, &Arc<SourceSchema>)> = None;
         for ((record, emits), schema) in records.iter().zip(transformed.emitted).zip(declared) {
@@ -910,9 +944,14 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
             for emit in emits {
                 let (output, time) = match emit {
                     Emit::Output(output, time) => (output, time),
-                    Emit::SchemaChange(output, time) => {
+                    Emit::SchemaChange(change) => {
                         counted.schema_changes += 1;
-                        (output, time)
+                        if let Some(position) = &change.position {
+                            let history = &self.shared.history;
+                            history.ddl(&change.server, &change.tables, position, &change.ddl);
+                        }
+                        let time = change.commit_time;
+                        (schema_change_record(change), time)
                     }
                     Emit::DeadLetter(reason) => {
                         counted.dead_letters += 1;
@@ -992,14 +1031,18 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
         permit: Option<OwnedSemaphorePermit>,
     ) -> Result<(), PipelineError> {
         let shared = &self.shared;
+        let (source, generation, seq) = (window.source.clone(), window.generation, window.seq);
+        let (first_offset, next_offset) = (window.first_offset, window.next_offset);
+        let (objects, versions) = self.batcher.objects(window)?;
         let sealed = Sealed {
-            source: window.source.clone(),
-            generation: window.generation,
-            seq: window.seq,
-            first_offset: window.first_offset,
-            next_offset: window.next_offset,
+            documents: documents(shared, &source.topic, versions),
+            source,
+            generation,
+            seq,
+            first_offset,
+            next_offset,
             transform: self.batcher.digest().to_string(),
-            objects: self.batcher.objects(window)?,
+            objects,
         };
         shared.dispatched.fetch_add(1, Ordering::AcqRel);
         let handle = shared.handle.clone();
@@ -1014,6 +1057,10 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
             };
             let written = write_durably(&shared, &sealed).await;
             drop(permit);
+            if written.as_ref().is_ok_and(|w| w.abandoned) {
+                let keys: Vec<String> = sealed.documents.iter().map(|d| d.key.clone()).collect();
+                shared.history.forget(&keys);
+            }
             let _ = shared.events.send(match written {
                 Ok(written) => Event::Written(written),
                 Err(e) => Event::Failed(e),
@@ -1042,6 +1089,26 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
         let _ = self.shared.events.send(Event::Switched(paused.elapsed()));
         Ok(())
     }
+}
+
+/// The schema history documents to write with a window of `topic` whose Parquet files use
+/// `versions` (see [`SchemaHistory::documents`]).
+fn documents<K>(shared: &Shared<K>, topic: &str, versions: Vec<VersionUsed>) -> Vec<Document> {
+    let uses = versions.into_iter().map(|v| history::Use {
+        destination: v.destination,
+        schema: v.schema,
+        first_file: v.first_file,
+        topic: topic.to_string(),
+    });
+    (shared.history.documents(uses.collect()).into_iter())
+        .map(|made| Document {
+            key: made.key,
+            body: made.body,
+            replaces: made
+                .with_ddl
+                .then_some(history::lacks_ddl as fn(&[u8]) -> bool),
+        })
+        .collect()
 }
 
 /// The first wait before a failed window is written again; it doubles up to
@@ -1127,6 +1194,8 @@ pub struct Transformed {
     pub emitted: Vec<Vec<Emit>>,
     /// Per source record, the columns its schema declares (see [`Decoder::schema`]).
     pub schemas: Vec<Option<Arc<SourceSchema>>>,
+    /// Per source record, where its change is in the binlog, when it is a change.
+    pub positions: Vec<Option<BinlogPosition>>,
     /// How many records were row changes (and went to the transform).
     pub change_events: u64,
     /// Transform calls that failed as a whole, the calls on the batch's parts included.
@@ -1190,21 +1259,24 @@ fn transform_within(
 ) -> Transformed {
     let mut emitted: Vec<Vec<Emit>> = Vec::with_capacity(records.len());
     let mut schemas = Vec::with_capacity(records.len());
+    let mut positions = Vec::with_capacity(records.len());
     let mut events = Vec::with_capacity(records.len());
     let mut event_slots = Vec::with_capacity(records.len());
     for record in records {
+        let mut position = None;
         let emit = match decoder.decode(record) {
             Ok(Decoded::Change(event)) => {
+                let source = &event.source;
+                position = (source.binlog_file.clone())
+                    .zip(source.binlog_pos)
+                    .map(|(file, pos)| BinlogPosition { file, pos });
                 event_slots.push(emitted.len());
                 events.push(event);
                 Vec::new()
             }
             Ok(Decoded::Tombstone) => vec![Emit::Tombstone],
             Ok(Decoded::Heartbeat) => vec![Emit::Heartbeat],
-            Ok(Decoded::SchemaChange(change)) => {
-                let time = change.commit_time;
-                vec![Emit::SchemaChange(schema_change_record(change), time)]
-            }
+            Ok(Decoded::SchemaChange(change)) => vec![Emit::SchemaChange(change)],
             Err(e) => vec![Emit::DeadLetter(Reason {
                 stage: "decode",
                 kind: "malformed".into(),
@@ -1213,10 +1285,12 @@ fn transform_within(
         };
         emitted.push(emit);
         schemas.push(decoder.schema());
+        positions.push(position);
     }
     let mut transformed = Transformed {
         emitted,
         schemas,
+        positions,
         change_events: events.len() as u64,
         failed_calls: 0,
         failed_alone: 0,

@@ -91,6 +91,7 @@ async fn alter_table_mid_stream_lands_as_parquet_versions_pyarrow_reads_exactly(
 
     let files = parquet_files(&setup.s3, &setup.names.bucket, "customers/").await;
     let mut versions = BTreeSet::new();
+    let mut ids = BTreeMap::new();
     let mut rows: BTreeMap<i64, Vec<serde_json::Value>> = BTreeMap::new();
     for (key, file) in &files {
         let types = &file["types"];
@@ -103,6 +104,10 @@ async fn alter_table_mid_stream_lands_as_parquet_versions_pyarrow_reads_exactly(
             })
             .unwrap_or_else(|| panic!("{key}: {types} is none of the table's versions"));
         versions.insert(version);
+        let id = key.rsplit('.').nth(1).unwrap().to_string();
+        if let Some(before) = ids.insert(version, id.clone()) {
+            assert_eq!(before, id, "{key}: one id per version");
+        }
         for (column, expected) in SHARED {
             assert_eq!(types[column], expected, "{key}: {column}");
         }
@@ -160,6 +165,34 @@ async fn alter_table_mid_stream_lands_as_parquet_versions_pyarrow_reads_exactly(
         !lake.keys().any(|k| k.starts_with("_dead_letter/")),
         "{log}"
     );
+
+    // The schema history: a document per version, with the statements that made it.
+    let histories: Vec<&String> = (lake.keys())
+        .filter(|k| k.starts_with("_wrt/schemas/customers/"))
+        .collect();
+    assert_eq!(histories.len(), 4, "{histories:?}");
+    for (version, id) in &ids {
+        let key = format!("_wrt/schemas/customers/{id}.json");
+        let document: serde_json::Value = serde_json::from_str(&lake[&key].join("\n")).unwrap();
+        assert_eq!(document["version"], id.as_str(), "{document:#}");
+        assert_eq!(document["files"], format!("customers/**/*.{id}.parquet"));
+        assert_eq!(document["source_table"], setup.names.topic());
+        assert!(
+            files.contains_key(document["first_file"].as_str().unwrap()),
+            "{document:#}"
+        );
+        let ddl: Vec<String> = serde_json::from_value(document["ddl"].clone()).unwrap();
+        match version {
+            0 => assert!(
+                ddl.iter().any(|s| s.starts_with("CREATE TABLE")),
+                "the snapshot's CREATE made the first version: {document:#}"
+            ),
+            v => assert_eq!(ddl, [ALTERS[v - 1].trim_end_matches(";\n")], "{document:#}"),
+        }
+        let columns = document["columns"].as_array().unwrap();
+        let has = |name: &str| columns.iter().any(|c| c["name"] == name);
+        assert_eq!(has("tier"), VERSIONS[*version].0, "{document:#}");
+    }
     assert_verified(&setup.config);
     setup.stack.drop_connector(&setup.names.connector);
 }

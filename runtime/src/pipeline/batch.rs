@@ -150,6 +150,16 @@ pub struct Window {
     dead_letters: encode::Lines,
 }
 
+/// A source schema version a window's Parquet objects of one destination hold.
+#[derive(Debug)]
+pub struct VersionUsed {
+    /// As escaped for keys.
+    pub destination: String,
+    pub schema: Arc<SourceSchema>,
+    /// The key of the window's first object of the destination with it.
+    pub first_file: String,
+}
+
 /// The rows of one object: a destination (as the transform named it, and escaped for the
 /// key), a partition path and, for Parquet, a source schema version.
 #[derive(Debug)]
@@ -426,9 +436,13 @@ impl Batcher {
     }
 
     /// The objects a closed window becomes, in a fixed order: outputs by destination and
-    /// path, then the dead letters. Windows of a partition must come here in order: each
+    /// path, then the dead letters; and the source schema versions its Parquet objects
+    /// hold, once per destination. Windows of a partition must come here in order: each
     /// records where the last one that wrote objects ended ([`WindowSpan::from`]).
-    pub fn objects(&mut self, window: Window) -> Result<Vec<Object>, std::io::Error> {
+    pub fn objects(
+        &mut self,
+        window: Window,
+    ) -> Result<(Vec<Object>, Vec<VersionUsed>), std::io::Error> {
         let Window {
             source,
             generation,
@@ -464,13 +478,24 @@ impl Batcher {
             .collect();
         keyed.sort_by(|(a, x), (b, y)| (&x.escaped, &x.path, a).cmp(&(&y.escaped, &y.path, b)));
         let mut objects = Vec::with_capacity(count);
+        let mut versions: Vec<VersionUsed> = Vec::new();
         for (key, output) in keyed {
+            if let Some(schema) = output.encoder.version()
+                && !(versions.iter())
+                    .any(|v| v.destination == output.escaped && v.schema.id == schema.id)
+            {
+                versions.push(VersionUsed {
+                    destination: output.escaped.clone(),
+                    schema: Arc::clone(schema),
+                    first_file: key.clone(),
+                });
+            }
             objects.push(output.encoder.finish(key, &name)?);
         }
         if !dead_letters.is_empty() {
             objects.push(dead_letters.finish(name.dead_letter_key(), &name)?);
         }
-        Ok(objects)
+        Ok((objects, versions))
     }
 }
 
@@ -542,7 +567,7 @@ mod tests {
         }
         let mut windows = batcher.close_all();
         assert_eq!(windows.len(), 1);
-        let objects = batcher.objects(windows.remove(0)).unwrap();
+        let (objects, _) = batcher.objects(windows.remove(0)).unwrap();
         assert!(
             objects
                 .iter()

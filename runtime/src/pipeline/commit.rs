@@ -2,8 +2,9 @@
 //!
 //! 1. a *marker* under [`Marker::key`] records where the window ends, which transform wrote
 //!    it and which objects it holds;
-//! 2. every object of the window is written, and the catalog told of its tables if there
-//!    is one ([`Catalog`]);
+//! 2. the schema history documents of its Parquet objects' versions and every object of
+//!    the window are written, and the catalog told of its tables if there is one
+//!    ([`Catalog`]);
 //! 3. once this window and every earlier window of its partition are durable, the offset
 //!    after it is committed ([`Committer`]);
 //! 4. then the marker is removed.
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Object, TopicPartition, path_segment};
 use crate::pipeline::catalog::Catalog;
-use crate::pipeline::sink::{Sink, SinkError};
+use crate::pipeline::sink::{ConditionalError, Expect, Sink, SinkError};
 
 /// Where a window ends and what it writes, stored before its objects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +58,19 @@ pub struct Sealed {
     /// The transform that made the objects.
     pub transform: String,
     pub objects: Vec<Object>,
+    /// Schema history documents of the objects' source schema versions, written before
+    /// them. Not listed in the marker: other windows' files use them too, so a replay
+    /// leaves them.
+    pub documents: Vec<Document>,
+}
+
+/// A document the window writes beside its objects, unless one is there already.
+#[derive(Debug)]
+pub struct Document {
+    pub key: String,
+    pub body: Vec<u8>,
+    /// Which documents already there this one replaces (none when `None`).
+    pub replaces: Option<fn(&[u8]) -> bool>,
 }
 
 /// What writing a [`Sealed`] window did.
@@ -145,6 +159,12 @@ async fn write_objects<K: Sink>(
     written.uploads.push((upload.elapsed(), put.is_ok()));
     put?;
     written.marker = Some(key);
+    for document in &window.documents {
+        let upload = Instant::now();
+        let put = write_document(sink, document).await;
+        written.uploads.push((upload.elapsed(), put.is_ok()));
+        put?;
+    }
     for object in &window.objects {
         let upload = Instant::now();
         let put = sink.put(object).await;
@@ -154,6 +174,33 @@ async fn write_objects<K: Sink>(
         written.bytes += object.body.len() as u64;
     }
     Ok(())
+}
+
+/// Writes `document` where there is none; replaces one that is there only if the document
+/// says it does, and only if nobody wrote it since it was read.
+async fn write_document<K: Sink>(sink: &K, document: &Document) -> Result<(), SinkError> {
+    let body = || document.body.clone();
+    let replaces = match sink.put_if(&document.key, body(), Expect::Absent).await {
+        Ok(()) => return Ok(()),
+        Err(ConditionalError::Changed) => document.replaces,
+        Err(ConditionalError::Sink(e)) => return Err(e),
+    };
+    let Some(replaces) = replaces else {
+        return Ok(());
+    };
+    let Some((there, tag)) = sink.get_versioned(&document.key).await? else {
+        return Ok(());
+    };
+    if !replaces(&there) {
+        return Ok(());
+    }
+    match sink
+        .put_if(&document.key, body(), Expect::Version(&tag))
+        .await
+    {
+        Ok(()) | Err(ConditionalError::Changed) => Ok(()),
+        Err(ConditionalError::Sink(e)) => Err(e),
+    }
 }
 
 /// The end recorded by a marker at `offset` of `source`: a window that was being written

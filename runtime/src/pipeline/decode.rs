@@ -17,7 +17,7 @@ use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
 use crate::event::{ChangeEvent, Column, Operation, Row, Source, Timestamp, Value};
-use crate::model::{Declared, KafkaRecord, SourceColumn, SourceSchema};
+use crate::model::{BinlogPosition, Declared, KafkaRecord, SourceColumn, SourceSchema};
 
 mod plan;
 pub use plan::Decoder;
@@ -47,6 +47,8 @@ pub struct SchemaChange {
     /// The tables the statement changed, as unquoted `db.table`.
     pub tables: Vec<String>,
     pub commit_time: Timestamp,
+    /// Where the statement is in the binlog, when the connector says.
+    pub position: Option<BinlogPosition>,
 }
 
 /// Why a record could not be decoded. Each names what was wrong and where.
@@ -313,6 +315,18 @@ fn schema_change(payload: &Map<String, Json>) -> Result<SchemaChange, DecodeErro
         ddl: required_str(payload, "", "ddl")?.into(),
         tables,
         commit_time: commit_time(source, payload)?,
+        position: binlog_position(source),
+    })
+}
+
+/// Only the schema history uses it: a position of another shape leaves the statement out of
+/// the history, not out of the lake.
+fn binlog_position(source: &Map<String, Json>) -> Option<BinlogPosition> {
+    let file = source.get("file").and_then(Json::as_str);
+    let pos = source.get("pos").and_then(Json::as_u64);
+    file.zip(pos).map(|(file, pos)| BinlogPosition {
+        file: file.into(),
+        pos,
     })
 }
 
@@ -1341,6 +1355,10 @@ mod tests {
                     seconds: 1_709_288_200,
                     nanos: 0
                 },
+                position: Some(BinlogPosition {
+                    file: "mysql-bin.000003".into(),
+                    pos: 5226
+                }),
             })
         );
     }

@@ -188,6 +188,15 @@ impl Encoder {
         }
     }
 
+    /// The source schema version a Parquet object holds; none for JSON Lines, whose keys
+    /// name no version.
+    pub fn version(&self) -> Option<&Arc<SourceSchema>> {
+        match self {
+            Encoder::Lines(_) => None,
+            Encoder::Parquet(table, _) => table.declared(),
+        }
+    }
+
     /// Adds an output row, or says why the object's format cannot hold it.
     pub fn push_row(&mut self, offset: i64, row: &Row) -> Result<(), String> {
         match self {

@@ -93,8 +93,10 @@ fn describe(a: &[Emit], b: &[Emit]) -> Option<(String, String, String)> {
     }
     let (n, (x, y)) = a.iter().zip(b).enumerate().find(|(_, (x, y))| x != y)?;
     let (what, x, y) = match (x, y) {
-        (Emit::Output(x, _), Emit::Output(y, _))
-        | (Emit::SchemaChange(x, _), Emit::SchemaChange(y, _)) => record_difference(x, y),
+        (Emit::Output(..), Emit::Output(..)) | (Emit::SchemaChange(_), Emit::SchemaChange(_)) => {
+            let (x, y) = (x.row().expect("a row"), y.row().expect("a row"));
+            record_difference(&x, &y)
+        }
         _ => ("the outcome".into(), outcome(x), outcome(y)),
     };
     if a.len() > 1 {

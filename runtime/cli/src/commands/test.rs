@@ -100,7 +100,8 @@ impl Test {
 fn emit_line(record: &KafkaRecord, emit: &Emit) -> String {
     let at = format!("{}/{}/{}", record.topic, record.partition, record.offset);
     let line = match emit {
-        Emit::Output(output, _) | Emit::SchemaChange(output, _) => {
+        Emit::Output(..) | Emit::SchemaChange(_) => {
+            let output = emit.row().expect("a row");
             let partition: serde_json::Map<_, _> = output
                 .partition
                 .iter()

@@ -509,8 +509,48 @@ impl Wrt {
     pub fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            panic!("wrt exited early with {status}:\n{log}");
+            panic!(
+                "wrt exited early with {status}:\n{log}{}",
+                self.crash_report(status)
+            );
         }
+    }
+
+    /// For a host killed by a signal that dumps core: every thread's stack from the core
+    /// file, when the kernel wrote one where it writes by default (the working directory;
+    /// `.ci/test` lifts the size limit) and gdb is there to read it. A crash in native code
+    /// (librdkafka) says nothing in the log.
+    fn crash_report(&self, status: std::process::ExitStatus) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        if !status.core_dumped() {
+            return String::new();
+        }
+        let pid = self.child.id();
+        let Some(core) = [format!("core.{pid}"), "core".into()]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+        else {
+            return "\n(a core was dumped, but not as ./core or ./core.<pid>: see \
+                    /proc/sys/kernel/core_pattern)"
+                .into();
+        };
+        let trace = Command::new("gdb")
+            .args(["-batch", "-nx", "-ex", "thread apply all bt 30"])
+            .arg(env!("CARGO_BIN_EXE_wrt"))
+            .arg(&core)
+            .output();
+        let report = match trace {
+            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Err(e) => format!("(gdb could not run: {e}; the core is kept)"),
+        };
+        if report.contains("Thread ") {
+            let _ = std::fs::remove_file(&core);
+        }
+        format!(
+            "\nthe core file ({}), every thread:\n{report}",
+            core.display()
+        )
     }
 }
 
