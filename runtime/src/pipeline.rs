@@ -1104,9 +1104,7 @@ fn documents<K>(shared: &Shared<K>, topic: &str, versions: Vec<VersionUsed>) -> 
         .map(|made| Document {
             key: made.key,
             body: made.body,
-            replaces: made
-                .with_ddl
-                .then_some(history::lacks_ddl as fn(&[u8]) -> bool),
+            replaces: history::knows_more,
         })
         .collect()
 }

@@ -69,8 +69,8 @@ pub struct Sealed {
 pub struct Document {
     pub key: String,
     pub body: Vec<u8>,
-    /// Which documents already there this one replaces (none when `None`).
-    pub replaces: Option<fn(&[u8]) -> bool>,
+    /// Whether it replaces `there`, a document already under its key: `(there, ours)`.
+    pub replaces: fn(&[u8], &[u8]) -> bool,
 }
 
 /// What writing a [`Sealed`] window did.
@@ -177,21 +177,18 @@ async fn write_objects<K: Sink>(
 }
 
 /// Writes `document` where there is none; replaces one that is there only if the document
-/// says it does, and only if nobody wrote it since it was read.
+/// says so, and only if nobody wrote it since it was read.
 async fn write_document<K: Sink>(sink: &K, document: &Document) -> Result<(), SinkError> {
     let body = || document.body.clone();
-    let replaces = match sink.put_if(&document.key, body(), Expect::Absent).await {
+    match sink.put_if(&document.key, body(), Expect::Absent).await {
         Ok(()) => return Ok(()),
-        Err(ConditionalError::Changed) => document.replaces,
+        Err(ConditionalError::Changed) => {}
         Err(ConditionalError::Sink(e)) => return Err(e),
-    };
-    let Some(replaces) = replaces else {
-        return Ok(());
-    };
+    }
     let Some((there, tag)) = sink.get_versioned(&document.key).await? else {
         return Ok(());
     };
-    if !replaces(&there) {
+    if !(document.replaces)(&there, &document.body) {
         return Ok(());
     }
     match sink

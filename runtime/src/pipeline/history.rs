@@ -6,8 +6,8 @@
 //! table whose binlog position lies after the last change seen under another version before
 //! it, and at or before the version's own first change (a snapshot's DDL shares its rows'
 //! position). The topic is read beside the tables', so a statement can arrive after the
-//! first window of its version: that window's document then lists no DDL, and the first
-//! window sealed after the statement arrives, in any lane, writes the document again with it.
+//! first window of its version: that window's document then lacks it, and the first window
+//! sealed after the statement arrives, in any lane, writes the document again with it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,8 +27,8 @@ pub struct SchemaHistory {
 #[derive(Debug, Default)]
 struct State {
     tables: HashMap<String, Table>,
-    /// By key: what the document was made from, and whether it listed DDL.
-    documented: HashMap<String, (Use, bool)>,
+    /// By key: what the document was made from, and how many statements it listed.
+    documented: HashMap<String, (Use, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -51,12 +51,13 @@ pub struct Use {
     pub topic: String,
 }
 
-/// A document to write, and whether it lists DDL (one that does replaces one that does not).
+/// A document to write.
 #[derive(Debug)]
 pub struct Made {
     pub key: String,
     pub body: Vec<u8>,
-    pub with_ddl: bool,
+    /// How many statements it lists.
+    pub ddl: usize,
 }
 
 /// Statements kept per table: a schema-change topic replayed from the start holds every
@@ -91,10 +92,13 @@ pub fn key(destination: &str, version: &str) -> String {
     format!("_wrt/schemas/{destination}/{version}.json")
 }
 
-/// Whether a stored document lists no DDL, so one that does may replace it.
-pub fn lacks_ddl(document: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(document)
-        .map_or(true, |d| d["ddl"].as_array().is_none_or(Vec::is_empty))
+/// Whether `ours` lists more statements than the document `there`, so it replaces it.
+pub fn knows_more(there: &[u8], ours: &[u8]) -> bool {
+    let count = |document: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(document)
+            .map_or(0, |d| d["ddl"].as_array().map_or(0, Vec::len))
+    };
+    count(ours) > count(there)
 }
 
 impl Table {
@@ -162,7 +166,7 @@ impl SchemaHistory {
     }
 
     /// The documents to write with a window whose files use `uses`: those not handed out
-    /// yet, and any handed out without DDL that this host can now give its DDL.
+    /// yet, and any handed out that this host now knows more statements of.
     pub fn documents(&self, uses: Vec<Use>) -> Vec<Made> {
         let mut state = self.state.lock().expect("not poisoned");
         let mut made = Vec::new();
@@ -172,20 +176,21 @@ impl SchemaHistory {
                 continue;
             }
             let document = state.make(&used);
-            state.documented.insert(key, (used, document.with_ddl));
+            state.documented.insert(key, (used, document.ddl));
             made.push(document);
         }
-        let now_known: Vec<Use> = (state.documented.values())
-            .filter(|(used, with_ddl)| {
-                !with_ddl
-                    && (state.tables.get(&used.topic))
-                        .is_some_and(|t| !t.ddl_of(&used.schema.id).1.is_empty())
+        let known_more: Vec<Use> = (state.documented.values())
+            .filter(|(used, listed)| {
+                (state.tables.get(&used.topic))
+                    .is_some_and(|t| t.ddl_of(&used.schema.id).1.len() > *listed)
             })
             .map(|(used, _)| used.clone())
             .collect();
-        for used in now_known {
+        for used in known_more {
             let document = state.make(&used);
-            state.documented.insert(document.key.clone(), (used, true));
+            state
+                .documented
+                .insert(document.key.clone(), (used, document.ddl));
             made.push(document);
         }
         made
@@ -208,7 +213,7 @@ impl State {
             Some(table) => table.ddl_of(&schema.id),
             None => (None, Vec::new()),
         };
-        let with_ddl = !ddl.is_empty();
+        let count = ddl.len();
         let document = Document {
             destination: &used.destination,
             version: &schema.id,
@@ -227,7 +232,7 @@ impl State {
         Made {
             key: key(&used.destination, &schema.id),
             body: serde_json::to_vec_pretty(&document).expect("a document serializes"),
-            with_ddl,
+            ddl: count,
         }
     }
 }
@@ -330,9 +335,9 @@ mod tests {
         assert!(history.documents(vec![used(&v1), used(&v2)]).is_empty());
     }
 
-    /// A version whose statement arrives after its first window: that window's document has
-    /// no DDL, and the next window sealed after the statement, whatever it holds, writes it
-    /// again with the DDL; a forgotten document is made again.
+    /// A version whose statements arrive after its first window: that window's document
+    /// lacks them, and the next window sealed after each, whatever it holds, writes it again
+    /// with them, in binlog order; a forgotten document is made again.
     #[test]
     fn a_statement_read_late_is_written_with_the_next_window() {
         let history = SchemaHistory::default();
@@ -340,8 +345,7 @@ mod tests {
         history.changes(TOPIC, &v1.id, &at(100), &at(120));
         history.changes(TOPIC, &v2.id, &at(300), &at(350));
         let early = history.documents(vec![used(&v2)]);
-        assert!(!early[0].with_ddl && ddl_of(&early[0]).is_empty());
-        assert!(lacks_ddl(&early[0].body));
+        assert!(early[0].ddl == 0 && ddl_of(&early[0]).is_empty());
 
         let alter = "ALTER TABLE customers ADD tier INT";
         history.ddl("shop", &["shop.customers".into()], &at(200), alter);
@@ -353,9 +357,17 @@ mod tests {
         let late = history.documents(vec![orders]);
         assert_eq!(late.len(), 2, "{late:?}");
         let rewritten = late.iter().find(|m| m.key == early[0].key).unwrap();
-        assert!(rewritten.with_ddl && !lacks_ddl(&rewritten.body));
         assert_eq!(ddl_of(rewritten), [alter]);
+        assert!(knows_more(&early[0].body, &rewritten.body));
+        assert!(!knows_more(&rewritten.body, &early[0].body));
         assert!(history.documents(Vec::new()).is_empty());
+
+        let index = "CREATE INDEX i ON customers (id)";
+        history.ddl("shop", &["shop.customers".into()], &at(150), index);
+        let more = history.documents(Vec::new());
+        assert_eq!(more.len(), 1);
+        assert_eq!(ddl_of(&more[0]), [index, alter]);
+        assert!(knows_more(&rewritten.body, &more[0].body));
 
         history.forget(std::slice::from_ref(&early[0].key));
         assert_eq!(history.documents(vec![used(&v2)]).len(), 1);
