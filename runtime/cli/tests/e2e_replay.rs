@@ -223,7 +223,19 @@ async fn a_replay_equals_a_fresh_run_exactly_once_while_the_live_pipeline_commit
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The replay starts once the flowing changes reach the live pipeline's commits (the
+    // connector takes a moment to pass them on): a replay shorter than that lag would
+    // otherwise see no live commit whatever the host does, as a CI run at 43f2340 did.
+    let history_end: i64 = spans.values().map(|(_, high)| high).sum();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed_sum(&reader, &topic, 3) <= history_end {
+        live.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the live pipeline committed none of the flowing changes in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let before = committed_sum(&reader, &topic, 3);
     let started = Instant::now();
