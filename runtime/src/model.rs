@@ -165,6 +165,19 @@ impl Formats {
     }
 }
 
+/// A source schema version that a window's Parquet files of one destination use: what the
+/// schema history documents.
+#[derive(Debug, Clone)]
+pub struct VersionUse {
+    /// As escaped for keys.
+    pub destination: String,
+    pub schema: Arc<SourceSchema>,
+    /// The window's first file of the destination with it.
+    pub first_file: String,
+    /// The source table's topic.
+    pub topic: String,
+}
+
 /// Where a change is in the source's binlog.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct BinlogPosition {

@@ -52,10 +52,10 @@ use tracing::Instrument;
 use crate::config::{BatchConfig, PipelineSection, RetrySection};
 use crate::event::{ChangeEvent, Column, Outcome, OutputRecord, Timestamp, Value};
 use crate::model::{
-    BinlogPosition, Formats, KafkaRecord, Owners, Reason, SourceSchema, TopicPartition,
+    BinlogPosition, Formats, KafkaRecord, Owners, Reason, SourceSchema, TopicPartition, VersionUse,
 };
 use crate::telemetry::Telemetry;
-use batch::{Batcher, PartitionTemplate, Rotation, VersionUsed, Window};
+use batch::{Batcher, PartitionTemplate, Rotation, Window};
 use catalog::Catalog;
 use commit::{Committer, Document, Sealed, Written};
 use decode::{Decoded, Decoder, SchemaChange};
@@ -1035,7 +1035,7 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
         let (first_offset, next_offset) = (window.first_offset, window.next_offset);
         let (objects, versions) = self.batcher.objects(window)?;
         let sealed = Sealed {
-            documents: documents(shared, &source.topic, versions),
+            documents: documents(shared, versions),
             source,
             generation,
             seq,
@@ -1091,16 +1091,10 @@ impl<K: Sink + Clone + Send + Sync + 'static> LaneWorker<K> {
     }
 }
 
-/// The schema history documents to write with a window of `topic` whose Parquet files use
+/// The schema history documents to write with a window whose Parquet files use
 /// `versions` (see [`SchemaHistory::documents`]).
-fn documents<K>(shared: &Shared<K>, topic: &str, versions: Vec<VersionUsed>) -> Vec<Document> {
-    let uses = versions.into_iter().map(|v| history::Use {
-        destination: v.destination,
-        schema: v.schema,
-        first_file: v.first_file,
-        topic: topic.to_string(),
-    });
-    (shared.history.documents(uses.collect()).into_iter())
+fn documents<K>(shared: &Shared<K>, versions: Vec<VersionUse>) -> Vec<Document> {
+    (shared.history.documents(versions).into_iter())
         .map(|made| Document {
             key: made.key,
             body: made.body,

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use crate::event::{OutputRecord, Timestamp};
 use crate::model::{
-    Formats, KafkaRecord, Object, Reason, SourceSchema, TopicPartition, WindowSpan, path_segment,
+    Formats, KafkaRecord, Object, Reason, SourceSchema, TopicPartition, VersionUse, WindowSpan,
+    path_segment,
 };
 use crate::pipeline::encode;
 
@@ -148,16 +149,6 @@ pub struct Window {
     replay_end: Option<i64>,
     outputs: Vec<Output>,
     dead_letters: encode::Lines,
-}
-
-/// A source schema version a window's Parquet objects of one destination hold.
-#[derive(Debug)]
-pub struct VersionUsed {
-    /// As escaped for keys.
-    pub destination: String,
-    pub schema: Arc<SourceSchema>,
-    /// The key of the window's first object of the destination with it.
-    pub first_file: String,
 }
 
 /// The rows of one object: a destination (as the transform named it, and escaped for the
@@ -442,7 +433,7 @@ impl Batcher {
     pub fn objects(
         &mut self,
         window: Window,
-    ) -> Result<(Vec<Object>, Vec<VersionUsed>), std::io::Error> {
+    ) -> Result<(Vec<Object>, Vec<VersionUse>), std::io::Error> {
         let Window {
             source,
             generation,
@@ -478,16 +469,17 @@ impl Batcher {
             .collect();
         keyed.sort_by(|(a, x), (b, y)| (&x.escaped, &x.path, a).cmp(&(&y.escaped, &y.path, b)));
         let mut objects = Vec::with_capacity(count);
-        let mut versions: Vec<VersionUsed> = Vec::new();
+        let mut versions: Vec<VersionUse> = Vec::new();
         for (key, output) in keyed {
             if let Some(schema) = output.encoder.version()
                 && !(versions.iter())
                     .any(|v| v.destination == output.escaped && v.schema.id == schema.id)
             {
-                versions.push(VersionUsed {
+                versions.push(VersionUse {
                     destination: output.escaped.clone(),
                     schema: Arc::clone(schema),
                     first_file: key.clone(),
+                    topic: source.topic.clone(),
                 });
             }
             objects.push(output.encoder.finish(key, &name)?);

@@ -10,11 +10,11 @@
 //! sealed after the statement arrives, in any lane, writes the document again with it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::model::{BinlogPosition, SourceSchema};
+use crate::model::{BinlogPosition, VersionUse};
 
 /// DDL statements and the changes of each version, per source table (named by its Debezium
 /// topic, `<server>.<database>.<table>`), and the documents this host has handed to its
@@ -28,7 +28,7 @@ pub struct SchemaHistory {
 struct State {
     tables: HashMap<String, Table>,
     /// By key: what the document was made from, and how many statements it listed.
-    documented: HashMap<String, (Use, usize)>,
+    documented: HashMap<String, (VersionUse, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -37,18 +37,6 @@ struct Table {
     ddl: Vec<(BinlogPosition, String)>,
     /// Each version's first and last change seen.
     versions: HashMap<String, (BinlogPosition, BinlogPosition)>,
-}
-
-/// A version a window's Parquet files of one destination use.
-#[derive(Debug, Clone)]
-pub struct Use {
-    /// As escaped for keys.
-    pub destination: String,
-    pub schema: Arc<SourceSchema>,
-    /// The window's first file of the destination with it.
-    pub first_file: String,
-    /// The source table's topic.
-    pub topic: String,
 }
 
 /// A document to write.
@@ -167,7 +155,7 @@ impl SchemaHistory {
 
     /// The documents to write with a window whose files use `uses`: those not handed out
     /// yet, and any handed out that this host now knows more statements of.
-    pub fn documents(&self, uses: Vec<Use>) -> Vec<Made> {
+    pub fn documents(&self, uses: Vec<VersionUse>) -> Vec<Made> {
         let mut state = self.state.lock().expect("not poisoned");
         let mut made = Vec::new();
         for used in uses {
@@ -179,7 +167,7 @@ impl SchemaHistory {
             state.documented.insert(key, (used, document.ddl));
             made.push(document);
         }
-        let known_more: Vec<Use> = (state.documented.values())
+        let known_more: Vec<VersionUse> = (state.documented.values())
             .filter(|(used, listed)| {
                 (state.tables.get(&used.topic))
                     .is_some_and(|t| t.ddl_of(&used.schema.id).1.len() > *listed)
@@ -207,7 +195,7 @@ impl SchemaHistory {
 }
 
 impl State {
-    fn make(&self, used: &Use) -> Made {
+    fn make(&self, used: &VersionUse) -> Made {
         let schema = &used.schema;
         let (first, ddl) = match self.tables.get(&used.topic) {
             Some(table) => table.ddl_of(&schema.id),
@@ -240,7 +228,9 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Declared, SourceColumn};
+    use std::sync::Arc;
+
+    use crate::model::{Declared, SourceColumn, SourceSchema};
 
     fn at(pos: u64) -> BinlogPosition {
         BinlogPosition {
@@ -259,8 +249,8 @@ mod tests {
 
     const TOPIC: &str = "shop.shop.customers";
 
-    fn used(schema: &Arc<SourceSchema>) -> Use {
-        Use {
+    fn used(schema: &Arc<SourceSchema>) -> VersionUse {
+        VersionUse {
             destination: "customers".into(),
             schema: Arc::clone(schema),
             first_file: format!("customers/x.{}.parquet", schema.id),
@@ -349,7 +339,7 @@ mod tests {
 
         let alter = "ALTER TABLE customers ADD tier INT";
         history.ddl("shop", &["shop.customers".into()], &at(200), alter);
-        let orders = Use {
+        let orders = VersionUse {
             topic: "shop.shop.orders".into(),
             destination: "orders".into(),
             ..used(&other)
